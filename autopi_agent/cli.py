@@ -1,0 +1,140 @@
+"""``autopi-agent``: run the agent daemon, or call one function locally (like salt-call)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from autopi_agent import __version__
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+EPILOG = """examples:
+  autopi-agent -c /etc/autopi-agent/agent.yaml serve
+  autopi-agent call test.ping
+  autopi-agent call grains.get os --out json
+  autopi-agent call sys.doc test.echo
+  autopi-agent key finger          (this agent's key fingerprint, to compare on the master)
+"""
+
+
+def _config_option(parser: argparse.ArgumentParser, top: bool) -> None:
+    kwargs: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument("-c", "--config", metavar="FILE", help="agent config file (YAML)",
+                        **kwargs)
+    parser.add_argument("--log-level", metavar="LEVEL", help="override log_level", **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autopi-agent", description="The car dongle's agent (a Salt-compatible minion).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"autopi-agent {__version__}")
+    _config_option(parser, top=True)
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    serve = verbs.add_parser("serve", help="run the agent daemon (connects to the master)")
+    _config_option(serve, top=False)
+    call = verbs.add_parser("call", help="run one execution function here, without a master",
+                            description="Run FUN locally and print its return. ARGs are values "
+                            "or key=value keyword arguments, as with salt-call.")
+    _config_option(call, top=False)
+    call.add_argument("--local", action="store_true",
+                      help="accepted for salt-call habits; calls are always local")
+    call.add_argument("--out", default="yaml", choices=("yaml", "nested", "json", "raw"))
+    call.add_argument("-t", "--timeout", type=float, help="seconds the function may run")
+    call.add_argument("fun")
+    call.add_argument("args", nargs="*", metavar="ARG")
+    key = verbs.add_parser("key", help="show this agent's key fingerprint (created if missing)")
+    _config_option(key, top=False)
+    key.add_argument("action", choices=("finger",))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.verb is None:
+        parser.print_help()
+        return EXIT_USAGE
+    from autopi_agent.config import load_agent_config
+    from autopi_common.config import ConfigError
+
+    try:
+        overrides = {"log_level": ns.log_level} if ns.log_level else None
+        opts = load_agent_config(ns.config, overrides)
+    except ConfigError as err:
+        print(f"autopi-agent: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    from autopi_common.logging import setup_logging
+
+    setup_logging(opts["log_level"] if ns.verb == "serve" else "warning", opts["log_format"])
+    handler = {"serve": serve, "call": call, "key": key}[ns.verb]
+    try:
+        return handler(opts, ns)
+    except KeyboardInterrupt:
+        return 130
+    except OSError as err:
+        print(f"autopi-agent: {err}", file=sys.stderr)
+        return EXIT_FAIL
+
+
+def serve(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:
+    import signal
+
+    from autopi_agent.minion.daemon import Agent
+
+    async def run() -> None:
+        agent = Agent(opts)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, agent.stop)
+        await agent.run()
+
+    asyncio.run(run())
+    return EXIT_OK
+
+
+def call(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:
+    from autopi_agent.grains import core as grains_core
+    from autopi_agent.minion.context import AgentContext
+    from autopi_agent.minion.dispatch import Dispatcher
+    from autopi_proto.args import cli_arguments
+
+    grains = grains_core.collect(str(opts["id"]), extra=opts.get("grains") or {})
+    dispatcher = Dispatcher(AgentContext.create(opts, grains=grains))
+
+    async def run() -> Any:
+        try:
+            return await dispatcher.run(ns.fun, cli_arguments(ns.args), timeout=ns.timeout)
+        finally:
+            await dispatcher.aclose(grace=1.0)
+
+    result = asyncio.run(run())
+    print(_render({"local": result.ret}, ns.out))
+    return EXIT_OK if result.retcode == 0 else EXIT_FAIL
+
+
+def _render(value: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(value, indent=4, sort_keys=True, default=str)
+    if fmt == "raw":
+        return repr(value)
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=False, sort_keys=True).rstrip()
+
+
+def key(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:
+    from autopi_agent.keys import MinionKeys
+
+    keys = MinionKeys.load_or_create(opts["pki_dir"], int(opts["keysize"]))
+    print(f"{opts['id']}: {keys.fingerprint()}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

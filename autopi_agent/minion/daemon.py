@@ -1,0 +1,225 @@
+"""The agent daemon: authenticate, listen for publishes, run matching jobs, send returns."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+import zmq
+import zmq.asyncio
+
+from autopi_agent.grains import core as grains_core
+from autopi_agent.keys import MasterKeyCache, MinionKeys
+from autopi_agent.minion.context import AgentContext
+from autopi_agent.minion.dispatch import Dispatcher
+from autopi_agent.transport import (
+    MasterLink,
+    MasterRejected,
+    RequestTimeout,
+    Subscription,
+    TransportError,
+)
+from autopi_proto import messages, targeting
+from autopi_proto.errors import AuthenticationError, DecodeError, ReplayError
+
+log = structlog.get_logger(__name__)
+
+RETURN_TRIES = 5
+
+
+class Agent:
+    """One agent (many can run in one process: nothing here is module-level)."""
+
+    def __init__(self, opts: Mapping[str, Any], *, ctx: zmq.asyncio.Context | None = None,
+                 grains: dict[str, Any] | None = None) -> None:
+        self.opts = opts
+        self.minion_id = str(opts["id"])
+        self.zmq = ctx or zmq.asyncio.Context.instance()
+        self.keys = MinionKeys.load_or_create(opts["pki_dir"], int(opts.get("keysize", 2048)))
+        self.master_keys = MasterKeyCache(opts["pki_dir"], str(opts.get("master_finger", "")))
+        if grains is None:
+            grains = grains_core.collect(self.minion_id, extra=opts.get("grains") or {})
+        self.context = AgentContext.create(opts, grains=grains)
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.context.services["jobs"] = self.jobs
+        self.dispatcher = Dispatcher(self.context)
+        self.link = MasterLink(opts, self.keys, self.master_keys, self.zmq)
+        self.sub: Subscription | None = None
+        self.ready = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = asyncio.Event()
+        self._reauth_lock = asyncio.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Authenticate, then serve publishes until ``stop()``."""
+        try:
+            await self._authenticate()
+            self.sub = Subscription(self.opts, self.zmq, self.link.publish_port)
+            self._spawn(self._watch_link())
+            self._spawn(self._announce())
+            self.ready.set()
+            log.info("agent.ready", minion=self.minion_id, master=self.link.address)
+            await self._serve()
+        finally:
+            await self._shutdown()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _serve(self) -> None:
+        assert self.sub is not None
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                recv = asyncio.create_task(self.sub.recv())
+                done, _ = await asyncio.wait({recv, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if recv not in done:
+                    recv.cancel()
+                    break
+                await self._on_publish(recv.result())
+        finally:
+            stopping.cancel()
+
+    async def _shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.dispatcher.aclose(grace=1.0)
+        if self.sub is not None:
+            self.sub.close()
+        self.link.close()
+        log.info("agent.stopped", minion=self.minion_id)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _authenticate(self) -> None:
+        wait = float(self.opts.get("acceptance_wait_time", 10))
+        while True:
+            try:
+                await self.link.authenticate()
+                return
+            except MasterRejected as err:
+                # Never trust a master whose key does not verify; keep trying (it may be
+                # a network-level impostor that goes away), slowly.
+                log.error("auth.master_rejected", error=str(err))
+                await asyncio.sleep(max(wait, 30.0))
+
+    async def reauthenticate(self, reason: str) -> None:
+        """Re-run ``_auth`` (once at a time); called when the shared key stops working."""
+        async with self._reauth_lock:
+            log.info("auth.renew", reason=reason)
+            with contextlib.suppress(TransportError):
+                await self.link.authenticate(forever=False)
+
+    # -- publishes -----------------------------------------------------------------------
+
+    async def _on_publish(self, frame: bytes) -> None:
+        pub = await self._open(frame)
+        if pub is None:
+            return
+        try:
+            selected = targeting.matches(pub.tgt, pub.tgt_type, self.minion_id, self.context.grains)
+        except Exception as err:  # a strange target must not stop the agent
+            log.warning("publish.bad_target", jid=pub.jid, error=str(err))
+            return
+        if not selected:
+            return
+        log.info("publish.received", jid=pub.jid, fun=pub.fun)
+        self._spawn(self._run_job(pub))
+
+    async def _open(self, frame: bytes) -> messages.Publish | None:
+        max_size = int(self.opts.get("max_publish_size", 16 << 20))
+        for attempt in (1, 2):
+            aes, master_pub = self.link.aes, self.link.master_pub
+            if aes is None or master_pub is None:
+                return None
+            try:
+                return messages.open_publish(frame, aes=aes, master_pub=master_pub, max_size=max_size)
+            except messages.ForgedPublish as err:
+                log.error("publish.forged", error=str(err))  # S3: refused, logged, no re-auth
+                return None
+            except ReplayError as err:
+                log.error("publish.replayed", error=str(err))
+                return None
+            except DecodeError as err:
+                log.warning("publish.malformed", error=str(err))
+                return None
+            except AuthenticationError as err:
+                if attempt == 2:
+                    log.error("publish.undecryptable", error=str(err))
+                    return None
+                # Signed by our master but not readable: the shared key rotated.
+                await self.reauthenticate("shared key rotated")
+        return None
+
+    async def _run_job(self, pub: messages.Publish) -> None:
+        self.jobs[pub.jid] = {"jid": pub.jid, "fun": pub.fun, "arg": pub.arg, "tgt": pub.tgt,
+                              "tgt_type": pub.tgt_type, "user": pub.user, "pid": 0,
+                              "started": time.time()}
+        try:
+            result = await self.dispatcher.run(pub.fun, pub.arg)
+        finally:
+            self.jobs.pop(pub.jid, None)
+        ret = messages.JobReturn(self.minion_id, pub.jid, pub.fun, result.ret, result.retcode,
+                                 result.success, list(pub.arg))
+        await self.send_return(ret)
+
+    async def send_return(self, ret: messages.JobReturn) -> bool:
+        """Deliver a return, retrying through timeouts and re-authentication."""
+        delay = 1.0
+        for attempt in range(1, RETURN_TRIES + 1):
+            try:
+                await self.link.request(ret.load())
+                log.info("job.returned", jid=ret.jid, fun=ret.fun, retcode=ret.retcode)
+                return True
+            except (TransportError, AuthenticationError, DecodeError) as err:
+                log.warning("job.return_failed", jid=ret.jid, attempt=attempt, error=str(err))
+                await asyncio.sleep(delay + random.random())
+                delay = min(delay * 2, 30.0)
+        log.error("job.return_lost", jid=ret.jid)
+        return False
+
+    # -- start-up announcements and link watching -------------------------------------
+
+    async def _announce(self) -> None:
+        """Tell the master we started and what our grains are (for grain targeting)."""
+        started = f"Minion {self.minion_id} started at {time.asctime()}"
+        with contextlib.suppress(TransportError, AuthenticationError, DecodeError):
+            await self.link.request_private({"cmd": "_pillar", "id": self.minion_id,
+                                             "grains": self.context.grains, "saltenv": "base",
+                                             "pillarenv": None, "ver": "2",
+                                             "pillar_override": {}, "extra_minion_data": {}},
+                                            timeout=30)
+        for tag in ("minion_start", f"salt/minion/{self.minion_id}/start"):
+            with contextlib.suppress(TransportError, AuthenticationError, DecodeError):
+                await self.link.request({"cmd": "_minion_event", "id": self.minion_id,
+                                         "tag": tag, "data": started, "pretag": None}, timeout=30)
+
+    async def _watch_link(self) -> None:
+        """Re-authenticate when the publisher link comes back (the master may have restarted)."""
+        assert self.sub is not None
+        seen_disconnect = False
+        async for change in self.sub.link_events():
+            log.info("link.changed", state=change, master=self.sub.address)
+            if change == "disconnected":
+                seen_disconnect = True
+            elif seen_disconnect:
+                seen_disconnect = False
+                delay = random.uniform(0, float(self.opts.get("random_reauth_delay", 10)))
+                await asyncio.sleep(delay)
+                self.link.reset()
+                await self.reauthenticate("publisher reconnected")
+
+
+__all__ = ["Agent", "RequestTimeout"]

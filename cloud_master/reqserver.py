@@ -1,0 +1,281 @@
+"""Answers minions' requests on 4506: ``_auth``, ``_return``, ``_pillar``, ``_minion_event``, …
+
+Takes raw frames and returns raw replies; the sockets live in ``server``. Every bad frame
+is answered (or dropped) with a log line, and never raises out of ``handle``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import structlog
+
+from autopi_proto import codec, messages, rsa, targeting
+from autopi_proto.crypticle import Crypticle, generate_key_string
+from autopi_proto.jid import gen_jid
+from autopi_proto.errors import AuthenticationError, DecodeError, ProtoError, UnsupportedAlgorithm
+from cloud_master.events import EventBus
+from cloud_master.jobcache import JobCache, Return
+from cloud_master.jobs import JobTracker
+from cloud_master.minions import MinionData
+from cloud_master.pki import InvalidMinionId, InvalidPublicKey, KeyState, KeyStore
+
+log = structlog.get_logger(__name__)
+
+BAD_LOAD = "bad load"
+Handler = Callable[[messages.OpenedRequest], Awaitable[Any]]
+
+
+class SharedKey:
+    """The publish key every accepted minion holds, its serial, and when it was made."""
+
+    def __init__(self) -> None:
+        self.crypticle = Crypticle(generate_key_string())
+        self.created = time.monotonic()
+        self.serial = 0
+
+    def rotate(self) -> None:
+        self.crypticle = Crypticle(generate_key_string())
+        self.created = time.monotonic()
+        self.serial = 0
+
+    def next_serial(self) -> int:
+        self.serial += 1
+        return self.serial
+
+
+class Sessions:
+    """Per-minion session keys, renewed after ``lifetime`` seconds; memory only."""
+
+    def __init__(self, lifetime: float) -> None:
+        self._keys: dict[str, tuple[float, Crypticle]] = {}
+        self._lifetime = lifetime
+
+    def issue(self, minion_id: str) -> Crypticle:
+        current = self._keys.get(minion_id)
+        if current is None or time.monotonic() - current[0] > self._lifetime:
+            current = (time.monotonic(), Crypticle(generate_key_string()))
+            self._keys[minion_id] = current
+        return current[1]
+
+    def get(self, minion_id: str) -> Crypticle | None:
+        current = self._keys.get(minion_id)
+        return current[1] if current else None
+
+    def drop(self, minion_id: str) -> None:
+        self._keys.pop(minion_id, None)
+
+    def ids(self) -> list[str]:
+        return list(self._keys)
+
+
+class RequestHandler:
+    """The master's side of the request channel."""
+
+    def __init__(self, opts: Mapping[str, Any], keys: KeyStore, jobcache: JobCache,
+                 tracker: JobTracker, events: EventBus, minions: MinionData,
+                 shared: SharedKey, preseed: Mapping[str, str] | None = None) -> None:
+        self.opts = opts
+        self.keys = keys
+        self.jobcache = jobcache
+        self.tracker = tracker
+        self.events = events
+        self.minions = minions
+        self.shared = shared
+        self.sessions = Sessions(float(opts.get("publish_session", 86400)))
+        self.preseed = dict(preseed or {})
+        self._pubs: dict[str, tuple[str, rsa.RSAPublicKey]] = {}
+        self.handlers: dict[str, Handler] = {
+            "_return": self._return,
+            "_pillar": self._pillar,
+            "_minion_event": self._minion_event,
+            "_master_opts": self._master_opts,
+            "_file_envs": self._empty_list,
+            "_file_list": self._empty_list,
+            "_file_list_emptydirs": self._empty_list,
+            "_dir_list": self._empty_list,
+            "_mine": self._false,
+            "_mine_get": self._empty_map,
+            "_mine_delete": self._false,
+            "_ext_nodes": self._empty_map,
+            "_file_hash": self._empty_map,
+            "_serve_file": self._empty_map,
+        }
+
+    # -- entry point ---------------------------------------------------------------------
+
+    async def handle(self, frame: bytes) -> bytes | None:
+        """One request frame in, one reply frame out (None: no reply is owed)."""
+        max_size = int(self.opts.get("max_request_size", 16 * 1024 * 1024))
+        try:
+            message = messages.envelope(codec.unpackb(frame, max_size=max_size))
+        except DecodeError as err:
+            log.warning("request.malformed", error=str(err), size=len(frame))
+            return codec.packb(BAD_LOAD)
+        try:
+            if message["enc"] == "clear":
+                reply = await self._clear(message)
+            else:
+                reply = await self._aes(message, max_size)
+        except (ProtoError, KeyError, TypeError, ValueError) as err:
+            log.warning("request.refused", error=f"{type(err).__name__}: {err}",
+                        minion=message.get("id") if isinstance(message.get("id"), str) else None)
+            reply = BAD_LOAD
+        return codec.packb(reply)
+
+    # -- _auth -------------------------------------------------------------------------
+
+    async def _clear(self, message: Mapping[str, Any]) -> Any:
+        load = message["load"]
+        if not isinstance(load, dict) or load.get("cmd") != "_auth":
+            raise DecodeError("only _auth may be sent in clear")
+        try:
+            req = messages.parse_auth_request(load)
+        except UnsupportedAlgorithm as err:
+            return {"enc": "clear", "load": {"ret": str(err)}}
+        return await self.auth(req)
+
+    async def auth(self, req: messages.AuthRequest) -> dict[str, Any]:
+        try:
+            state = self.keys.register(req.minion_id, req.pub,
+                                       auto_accept=bool(self.opts.get("auto_accept")),
+                                       preseed=self.preseed)
+        except (InvalidMinionId, InvalidPublicKey) as err:
+            log.warning("auth.invalid", minion=req.minion_id, error=str(err))
+            state = KeyState.DENIED
+        master = self.keys.master_keys()
+        self.events.fire("salt/auth", {"id": req.minion_id, "act": _ACT[state],
+                                       "result": state is KeyState.ACCEPTED, "pub": req.pub})
+        if state is not KeyState.ACCEPTED:
+            self.sessions.drop(req.minion_id)
+            return messages.auth_reply_status(state is KeyState.PENDING, req, master.private_key)
+        grant = messages.AuthGrant(self.shared.crypticle.key_string,
+                                   self.sessions.issue(req.minion_id).key_string,
+                                   int(self.opts["publish_port"]))
+        reply = await asyncio.to_thread(messages.auth_reply_accepted, req, grant,
+                                        master.private_key, master.public_pem)
+        log.info("auth.accepted", minion=req.minion_id)
+        return reply
+
+    # -- encrypted requests --------------------------------------------------------------
+
+    def accepted_pub(self, minion_id: str) -> rsa.RSAPublicKey | None:
+        """The accepted key of a minion, parsed once per key text (S1: None unless accepted)."""
+        pem = self.keys.accepted_pub(minion_id)
+        if pem is None:
+            self._pubs.pop(minion_id, None)
+            return None
+        cached = self._pubs.get(minion_id)
+        if cached is None or cached[0] != pem:
+            cached = (pem, rsa.load_public(pem))
+            self._pubs[minion_id] = cached
+        return cached[1]
+
+    async def _aes(self, message: Mapping[str, Any], max_size: int) -> Any:
+        try:
+            opened = messages.open_aes_request(message, session_for=self.sessions.get,
+                                               pub_for=self.accepted_pub, max_size=max_size)
+        except AuthenticationError as err:
+            # A stock minion re-authenticates when it cannot read this reply.
+            log.info("request.unauthenticated", minion=message.get("id"), error=str(err))
+            return BAD_LOAD
+        cmd = opened.load.get("cmd")
+        handler = self.handlers.get(cmd) if isinstance(cmd, str) else None
+        if handler is None:
+            log.warning("request.unknown_cmd", minion=opened.minion_id, cmd=cmd)
+            ret: Any = False
+        else:
+            ret = await handler(opened)
+        if isinstance(ret, _Private):
+            return ret.reply
+        session = self.sessions.get(opened.minion_id)
+        assert session is not None
+        return messages.seal_reply(ret, session, opened.nonce)
+
+    async def _return(self, req: messages.OpenedRequest) -> Any:
+        ret = messages.parse_return(req.load)
+        if ret.minion_id != req.minion_id:
+            raise AuthenticationError("return names another minion")
+        if ret.jid == "req":  # a minion's own scheduled job: it gets a jid here
+            ret = _with_jid(ret, gen_jid())
+        elif not self._targeted(ret.jid, ret.minion_id):
+            log.warning("return.untargeted", minion=ret.minion_id, jid=ret.jid)
+            return False
+        self.jobcache.save_return(Return(jid=ret.jid, minion_id=ret.minion_id, fun=ret.fun,
+                                         ret=ret.ret, retcode=ret.retcode, success=ret.success,
+                                         received=time.time()))
+        self.tracker.record(ret)
+        self.events.fire(f"salt/job/{ret.jid}/ret/{ret.minion_id}", {
+            "id": ret.minion_id, "jid": ret.jid, "fun": ret.fun, "fun_args": ret.fun_args,
+            "return": ret.ret, "retcode": ret.retcode, "success": ret.success, "out": ret.out,
+        })
+        return True
+
+    def _targeted(self, jid: str, minion_id: str) -> bool:
+        """Was this minion targeted by this job? Jobs from before a restart come from the cache."""
+        if self.tracker.get(jid) is not None:
+            return self.tracker.targeted(jid, minion_id, self.minions.grains)
+        record = self.jobcache.get_job(jid)
+        if record is None:
+            return False
+        job = record.job
+        return minion_id in job.minions or targeting.matches(
+            job.tgt, job.tgt_type, minion_id, self.minions.grains(minion_id))
+
+    async def _pillar(self, req: messages.OpenedRequest) -> Any:
+        grains = req.load.get("grains")
+        if isinstance(grains, dict):
+            self.minions.set_grains(req.minion_id, grains)
+        pub = self.accepted_pub(req.minion_id)
+        assert pub is not None
+        master = self.keys.master_keys()
+        reply = messages.private_reply({}, minion_pub=pub, master_key=master.private_key,
+                                       nonce=req.nonce or "", enc_algo=req.enc_algo,
+                                       sig_algo=req.sig_algo)
+        return _Private(reply)
+
+    async def _minion_event(self, req: messages.OpenedRequest) -> Any:
+        events = req.load.get("events")
+        batch = events if isinstance(events, list) else [req.load]
+        for event in batch:
+            if not isinstance(event, dict) or not isinstance(event.get("tag"), str):
+                continue
+            data = event.get("data")
+            data = dict(data) if isinstance(data, dict) else {"data": data}
+            data.setdefault("id", req.minion_id)
+            self.events.fire(event["tag"], data)
+        return True
+
+    async def _master_opts(self, req: messages.OpenedRequest) -> Any:
+        return {"file_roots": self.opts.get("file_roots", {}),
+                "pillar_roots": self.opts.get("pillar_roots", {})}
+
+    async def _empty_list(self, req: messages.OpenedRequest) -> Any:
+        return []
+
+    async def _empty_map(self, req: messages.OpenedRequest) -> Any:
+        return {}
+
+    async def _false(self, req: messages.OpenedRequest) -> Any:
+        return False
+
+
+class _Private:
+    """A reply already encrypted for one minion (pillar): sent as it is."""
+
+    __slots__ = ("reply",)
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        self.reply = reply
+
+
+def _with_jid(ret: messages.JobReturn, jid: str) -> messages.JobReturn:
+    return messages.JobReturn(ret.minion_id, jid, ret.fun, ret.ret, ret.retcode, ret.success,
+                              ret.fun_args, ret.out)
+
+
+_ACT = {KeyState.ACCEPTED: "accept", KeyState.PENDING: "pend",
+        KeyState.REJECTED: "reject", KeyState.DENIED: "denied"}
