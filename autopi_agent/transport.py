@@ -27,6 +27,8 @@ from autopi_proto.errors import AuthenticationError, DecodeError, ProtoError
 
 log = structlog.get_logger(__name__)
 
+_LINK_LOST = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+
 
 class TransportError(Exception):
     """Root of the agent's transport errors.
@@ -69,6 +71,7 @@ def tune(sock: zmq.asyncio.Socket, opts: Mapping[str, Any]) -> None:
     sock.setsockopt(zmq.HEARTBEAT_IVL, interval)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, timeout)
     sock.setsockopt(zmq.HEARTBEAT_TTL, timeout)
+    sock.setsockopt(zmq.HANDSHAKE_IVL, timeout)
     if opts.get("tcp_keepalive", True):
         sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
         sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, int(opts.get("tcp_keepalive_idle", 30)))
@@ -94,6 +97,7 @@ class MasterLink:
         self.authenticated = asyncio.Event()
         self._tok = rsa.x931_sign(keys.private_key, messages.TOKEN_PLAINTEXT)
         self._sock: zmq.asyncio.Socket | None = None
+        self._monitor: zmq.asyncio.Socket | None = None
         self._lock = asyncio.Lock()
         self._auth_lock = asyncio.Lock()
         self._enc = str(opts.get("encryption_algorithm", rsa.DEFAULT_ENCRYPTION))
@@ -105,6 +109,7 @@ class MasterLink:
         if self._sock is None:
             sock = self.ctx.socket(zmq.DEALER)
             tune(sock, self.opts)
+            self._monitor = sock.get_monitor_socket(_LINK_LOST)
             sock.connect(self.address)
             self._sock = sock
         return self._sock
@@ -112,6 +117,10 @@ class MasterLink:
     def reset(self) -> None:
         """Drop the request socket; the next request opens a fresh one."""
         if self._sock is not None:
+            self._sock.disable_monitor()
+            if self._monitor is not None:
+                self._monitor.close(0)
+                self._monitor = None
             self._sock.close(0)
             self._sock = None
 
@@ -119,15 +128,40 @@ class MasterLink:
         self.reset()
 
     async def roundtrip(self, message: Mapping[str, Any], timeout: float) -> Any:
-        """Send one request and wait for its reply; RequestTimeout after ``timeout`` s."""
+        """Send one request and wait for its reply; RequestTimeout after ``timeout`` s.
+
+        If the link drops while we wait, the request is sent again on a fresh socket (the
+        old socket, and any late reply on it, is discarded): every request we make is safe
+        to repeat, and this bounds recovery after a half-open link by the heartbeat timeout.
+        """
+        frame = codec.packb(dict(message))
+        deadline = time.monotonic() + timeout
         async with self._lock:
-            sock = self._socket()
-            await sock.send_multipart([b"", codec.packb(dict(message))])
-            if not await sock.poll(int(timeout * 1000), zmq.POLLIN):
+            while True:
+                sock = self._socket()
+                await sock.send_multipart([b"", frame])
+                outcome = await self._await_reply(sock, deadline)
+                if outcome == "reply":
+                    frames = await sock.recv_multipart()
+                    return codec.unpackb(frames[-1])
                 self.reset()
-                raise RequestTimeout(f"no reply from {self.address} within {timeout:.0f} s")
-            frames = await sock.recv_multipart()
-        return codec.unpackb(frames[-1])
+                if outcome == "timeout":
+                    raise RequestTimeout(f"no reply from {self.address} within {timeout:.0f} s")
+                log.info("request.resend", master=self.address, reason="link dropped")
+
+    async def _await_reply(self, sock: zmq.asyncio.Socket, deadline: float) -> str:
+        poller = zmq.asyncio.Poller()
+        poller.register(sock, zmq.POLLIN)
+        assert self._monitor is not None
+        poller.register(self._monitor, zmq.POLLIN)
+        while (left := deadline - time.monotonic()) > 0:
+            ready = dict(await poller.poll(int(left * 1000) + 1))
+            if sock in ready:
+                return "reply"
+            if self._monitor in ready:
+                await self._monitor.recv_multipart()
+                return "dropped"
+        return "timeout"
 
     # -- authentication ------------------------------------------------------------------
 
@@ -178,8 +212,11 @@ class MasterLink:
         self.master_pub = rsa.load_public(outcome.master_pub)
         self.aes = Crypticle(outcome.aes)
         self.session = Crypticle(outcome.session)
-        if outcome.publish_port:
-            self.publish_port = outcome.publish_port
+        if outcome.publish_port and outcome.publish_port != self.publish_port:
+            # The configured port wins: behind NAT or a port-forwarding proxy the master's
+            # own idea of its port is not the one this agent can reach.
+            log.info("auth.publish_port_differs", configured=self.publish_port,
+                     advertised=outcome.publish_port)
         log.info("auth.accepted", master=self.address, publish_port=self.publish_port)
 
     # -- encrypted requests --------------------------------------------------------------

@@ -60,7 +60,8 @@ class Agent:
     async def run(self) -> None:
         """Authenticate, then serve publishes until ``stop()``."""
         try:
-            await self._authenticate()
+            if not await self._unless_stopped(self._authenticate()):
+                return
             self.sub = Subscription(self.opts, self.zmq, self.link.publish_port)
             self._spawn(self._watch_link())
             self._spawn(self._announce())
@@ -72,6 +73,20 @@ class Agent:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _unless_stopped(self, coro: Any) -> bool:
+        """Run ``coro`` unless ``stop()`` comes first (then cancel it and answer False)."""
+        work = asyncio.create_task(coro)
+        stopping = asyncio.create_task(self._stopping.wait())
+        done, _ = await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (work, stopping):
+            if task not in done:
+                task.cancel()
+        await asyncio.gather(work, stopping, return_exceptions=True)
+        if work in done:
+            work.result()
+            return True
+        return False
 
     async def _serve(self) -> None:
         assert self.sub is not None
