@@ -6,7 +6,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
+import secrets
 from typing import Any
 
 from cryptography.hazmat.primitives import padding as sym_padding
@@ -25,7 +25,7 @@ NONCE_LEN = 32  # uuid4().hex
 
 def generate_key_string() -> str:
     """A fresh key string: base64 of 24 AES-key bytes followed by 32 HMAC-key bytes."""
-    return base64.b64encode(os.urandom(AES_KEY_BYTES + MAC_KEY_BYTES)).decode()
+    return base64.b64encode(secrets.token_bytes(AES_KEY_BYTES + MAC_KEY_BYTES)).decode()
 
 
 class Crypticle:
@@ -55,7 +55,7 @@ class Crypticle:
         """IV ‖ AES-CBC(PKCS7(data)) ‖ HMAC-SHA256(IV ‖ ciphertext)."""
         padder = sym_padding.PKCS7(BLOCK * 8).padder()
         padded = padder.update(data) + padder.finalize()
-        iv = os.urandom(BLOCK)
+        iv = secrets.token_bytes(BLOCK)
         encryptor = Cipher(algorithms.AES(self._aes_key), modes.CBC(iv)).encryptor()
         body = iv + encryptor.update(padded) + encryptor.finalize()
         return body + hmac.digest(self._mac_key, body, hashlib.sha256)

@@ -1,0 +1,121 @@
+"""`make demo`: a cloud-master and an agent on this machine, the key accepted, jobs run.
+
+Everything lives under a temporary directory with its own ports on 127.0.0.1; both daemons
+are stopped at the end (or on Ctrl-C). The commands are printed as you would type them.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def say(text: str) -> None:
+    print(f"\n{BOLD}== {text}{RESET}", flush=True)
+
+
+def shell(tool: str, config: Path, *args: str, check: bool = True) -> str:
+    shown = " ".join(shlex.quote(a) for a in (tool, *args))
+    print(f"{DIM}${RESET} {shown}", flush=True)
+    module = {"cloud-master": "cloud_master.cli", "autopi-agent": "autopi_agent.cli"}[tool]
+    proc = subprocess.run([sys.executable, "-m", module, "-c", str(config), *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    out = (proc.stdout + proc.stderr).rstrip()
+    if out:
+        print(out, flush=True)
+    if check and proc.returncode != 0:
+        raise SystemExit(f"demo: `{shown}` failed with exit status {proc.returncode}")
+    return proc.stdout
+
+
+def wait_until(check, what: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"demo: timed out waiting for {what}")
+
+
+def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=out, cwd=REPO, start_new_session=True)
+
+
+def main() -> int:
+    root = Path(tempfile.mkdtemp(prefix="autopi-demo-"))
+    master_cfg = root / "master.yaml"
+    agent_cfg = root / "agent.yaml"
+    ret_port, pub_port = free_port(), free_port()
+    master_cfg.write_text(yaml.safe_dump({
+        "interface": "127.0.0.1", "ret_port": ret_port, "publish_port": pub_port,
+        "root_dir": str(root / "master"), "log_format": "json"}))
+    agent_cfg.write_text(yaml.safe_dump({
+        "id": "car-0001", "master": "127.0.0.1", "master_port": ret_port,
+        "publish_port": pub_port, "root_dir": str(root / "agent"), "log_format": "json",
+        "acceptance_wait_time": 1, "grains": {"fleet": "demo", "vehicle": "VW Golf 2019"}}))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        say(f"A cloud master on 127.0.0.1:{pub_port}/{ret_port} (state in {root})")
+        procs.append(start([sys.executable, "-m", "cloud_master.cli", "-c", str(master_cfg),
+                            "serve"], root / "master.log"))
+        wait_until(lambda: (root / "master" / "run" / "master-control.ipc").exists(), "the master")
+        say("An agent (the car dongle) starts and asks to enrol")
+        procs.append(start([sys.executable, "-m", "autopi_agent.cli", "-c", str(agent_cfg),
+                            "serve"], root / "agent.log"))
+        wait_until(lambda: (root / "master" / "pki" / "master" / "minions_pre" / "car-0001").exists(),
+                   "the agent's key")
+        shell("cloud-master", master_cfg, "key", "list")
+        shell("autopi-agent", agent_cfg, "key", "finger")
+        shell("cloud-master", master_cfg, "key", "finger", "car-0001")
+        say("The operator checks the fingerprint and accepts the key")
+        shell("cloud-master", master_cfg, "key", "accept", "car-0001", "-y")
+        wait_until(lambda: '"car-0001": true' in subprocess.run(
+            [sys.executable, "-m", "cloud_master.cli", "-c", str(master_cfg), "run", "*",
+             "test.ping", "--out", "json", "--timeout", "2"], capture_output=True, text=True,
+            cwd=REPO).stdout, "the agent to answer")
+        say("Remote jobs")
+        shell("cloud-master", master_cfg, "run", "*", "test.ping")
+        shell("cloud-master", master_cfg, "run", "car-*", "grains.get", "os", "--out", "json")
+        shell("cloud-master", master_cfg, "run", "-G", "fleet:demo", "grains.item", "vehicle",
+              "kernelrelease")
+        shell("cloud-master", master_cfg, "run", "car-0001", "test.echo", "hello from the cloud")
+        shell("cloud-master", master_cfg, "run", "car-0001", "sys.list_functions", "test",
+              "--out", "table")
+        shell("cloud-master", master_cfg, "run", "car-0001", "nope.missing", check=False)
+        say("The job cache")
+        shell("cloud-master", master_cfg, "jobs", "list")
+        say("A local call on the dongle, no master needed")
+        shell("autopi-agent", agent_cfg, "call", "test.version")
+        say(f"Done. Logs: {root}/master.log, {root}/agent.log")
+        return 0
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
