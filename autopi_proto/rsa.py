@@ -174,7 +174,10 @@ def x931_sign(key: RSAPrivateKey, message: bytes) -> bytes:
     n = numbers.public_numbers.n
     size = (n.bit_length() + 7) // 8
     block = int.from_bytes(_x931_pad(message, size), "big")
-    signature = pow(block, numbers.d, n)
+    # Chinese remainder theorem: about four times faster than pow(block, d, n).
+    m1 = pow(block, numbers.dmp1, numbers.p)
+    m2 = pow(block, numbers.dmq1, numbers.q)
+    signature = m2 + numbers.q * ((numbers.iqmp * (m1 - m2)) % numbers.p)
     # X9.31 picks the smaller of s and n - s.
     signature = min(signature, n - signature)
     return signature.to_bytes(size, "big")

@@ -101,6 +101,7 @@ class RequestHandler:
             "_mine_get": self._empty_map,
             "_mine_delete": self._false,
             "_ext_nodes": self._empty_map,
+            "_register_resources": self._true,
             "_file_hash": self._empty_map,
             "_serve_file": self._empty_map,
         }
@@ -261,6 +262,9 @@ class RequestHandler:
 
     async def _false(self, req: messages.OpenedRequest) -> Any:
         return False
+
+    async def _true(self, req: messages.OpenedRequest) -> Any:
+        return True
 
 
 class _Private:

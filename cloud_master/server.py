@@ -176,9 +176,7 @@ class Master:
                      tgt_type: str = "glob", ret: str = "", user: str = "",
                      jid: str | None = None) -> tuple[messages.Publish, list[str]]:
         """Record a job before it goes out, so that no return can arrive unattributed."""
-        problem = targeting.validate(tgt, tgt_type)
-        if problem:
-            raise ValueError(problem)
+        targeting.validate(tgt, tgt_type)  # TargetError (a ValueError) names the problem
         pub = messages.Publish(fun, list(arg), tgt, tgt_type, jid or gen_jid(), ret, user)
         expected = self.expected_minions(tgt, tgt_type)
         self.tracker.add(pub, frozenset(expected))

@@ -1,0 +1,1 @@
+"""Grains: facts about the agent's machine (OS, CPU, memory, network, Raspberry Pi board)."""

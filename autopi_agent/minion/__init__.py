@@ -1,0 +1,1 @@
+"""The agent's execution layer: context, module loader, job dispatcher (and later the daemon)."""

@@ -1,0 +1,1 @@
+"""Execution modules (``test``, ``sys``, ``grains``, ``cmd`` ...): one file per Salt module name."""

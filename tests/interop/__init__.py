@@ -1,0 +1,1 @@
+"""Interoperability tests against real Salt 3008 daemons."""
