@@ -140,9 +140,18 @@ class AuthGrant:
     publish_port: int
 
 
+def shared_key_signature(aes: str, master_key: RSAPrivateKey) -> bytes:
+    """The master's X9.31 signature over the shared key's digest (the same for every minion)."""
+    return rsa.x931_sign(master_key, _sha256_hex(aes.encode()))
+
+
 def auth_reply_accepted(req: AuthRequest, grant: AuthGrant, master_key: RSAPrivateKey,
-                        master_pub_pem: str) -> dict[str, Any]:
-    """The signed reply that gives an accepted minion the shared and session keys."""
+                        master_pub_pem: str, aes_sig: bytes | None = None) -> dict[str, Any]:
+    """The signed reply that gives an accepted minion the shared and session keys.
+
+    ``aes_sig`` is ``shared_key_signature(grant.aes, master_key)``, computed once per shared
+    key by callers that authenticate many minions.
+    """
     minion_pub = rsa.load_public(req.pub)
     aes = grant.aes.encode()
     reply: dict[str, Any] = {
@@ -151,7 +160,7 @@ def auth_reply_accepted(req: AuthRequest, grant: AuthGrant, master_key: RSAPriva
         "publish_port": grant.publish_port,
         "aes": rsa.encrypt(minion_pub, aes, req.enc_algo),
         "session": rsa.encrypt(minion_pub, grant.session.encode(), req.enc_algo),
-        "sig": rsa.x931_sign(master_key, _sha256_hex(aes)),
+        "sig": aes_sig or shared_key_signature(grant.aes, master_key),
         "nonce": req.nonce,
     }
     if req.token is not None:

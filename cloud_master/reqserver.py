@@ -36,11 +36,19 @@ class SharedKey:
         self.crypticle = Crypticle(generate_key_string())
         self.created = time.monotonic()
         self.serial = 0
+        self._signature: bytes | None = None
 
     def rotate(self) -> None:
         self.crypticle = Crypticle(generate_key_string())
         self.created = time.monotonic()
         self.serial = 0
+        self._signature = None
+
+    def signature(self, master_key: rsa.RSAPrivateKey) -> bytes:
+        """The master's signature of this key, made once per key rather than once per auth."""
+        if self._signature is None:
+            self._signature = messages.shared_key_signature(self.crypticle.key_string, master_key)
+        return self._signature
 
     def next_serial(self) -> int:
         self.serial += 1
@@ -157,7 +165,8 @@ class RequestHandler:
                                    self.sessions.issue(req.minion_id).key_string,
                                    int(self.opts["publish_port"]))
         reply = await asyncio.to_thread(messages.auth_reply_accepted, req, grant,
-                                        master.private_key, master.public_pem)
+                                        master.private_key, master.public_pem,
+                                        self.shared.signature(master.private_key))
         log.info("auth.accepted", minion=req.minion_id)
         return reply
 

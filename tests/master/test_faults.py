@@ -146,3 +146,18 @@ def test_msgpack_bomb_map_is_refused(tmp_path: Path) -> None:
             assert await good_auth(master) == "pending"
     asyncio.run(scenario())
 
+
+
+def test_half_sent_frame_does_not_stall_other_clients(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_master(tmp_path) as master:
+            # A client that opens TCP, sends a ZMTP greeting fragment and goes quiet.
+            reader, writer = await asyncio.open_connection("127.0.0.1", master.opts["ret_port"])
+            writer.write(b"\xff\x00\x00\x00\x00\x00\x00\x00\x01\x7f\x03")
+            await writer.drain()
+            try:
+                assert await good_auth(master) == "pending"
+            finally:
+                writer.close()
+                await writer.wait_closed()
+    asyncio.run(scenario())
