@@ -115,3 +115,28 @@ def test_master_restart_agents_reauthenticate(master: MasterDaemon,
     wait_for(lambda: "car-0001: no return" not in master.cli("jobs", "show", jid).stderr,
              timeout=30, what=f"the sleep's return after the restart\n{agent.log_tail()}")
     assert wait_for(lambda: ping_ok(master), timeout=30, what="ping after restart")
+
+
+def test_events_stream_shows_job_returns(master: MasterDaemon,
+                                         agent_factory: Callable[..., Daemon]) -> None:
+    import subprocess
+    import sys
+
+    from tests.fleet import REPO, _env
+
+    agent_factory("car-0001")
+    wait_for(lambda: ping_ok(master), what="agent up")
+    watcher = subprocess.Popen([sys.executable, "-m", "cloud_master.cli", "-c", str(master.config),
+                                "events", "--tag", "salt/job/*/ret/*", "--count", "1"],
+                               stdout=subprocess.PIPE, text=True, env=_env(), cwd=REPO)
+    try:
+        time.sleep(1.0)  # let the subscription reach the publisher
+        master.run_json("car-0001", "test.echo", "on the bus")
+        out, _ = watcher.communicate(timeout=20)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    event = json.loads(out.splitlines()[0])
+    assert event["tag"].endswith("/ret/car-0001")
+    assert event["data"]["return"] == "on the bus"
