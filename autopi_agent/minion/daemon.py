@@ -49,6 +49,9 @@ class Agent:
         self.context.services["jobs"] = self.jobs
         self.dispatcher = Dispatcher(self.context)
         self.link = MasterLink(opts, self.keys, self.master_keys, self.zmq)
+        self.context.services["master"] = self.link
+        self.context.services["master_call"] = self.master_call
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.sub: Subscription | None = None
         self.ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -57,8 +60,25 @@ class Agent:
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    def master_call(self, load: dict[str, Any], private: str | None = None,
+                    timeout: float = 60.0) -> Any:
+        """Send a request to the master from a job's worker thread and wait for the reply.
+
+        ``private`` names the reply's encrypted entry (``"pillar"``) for data meant for this
+        minion alone. Never call it from the agent's event loop thread.
+        """
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the agent is not running")
+        if private:
+            coro = self.link.request_private(load, private, timeout)
+        else:
+            coro = self.link.request(load, timeout)
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout + 5)
+
     async def run(self) -> None:
         """Authenticate, then serve publishes until ``stop()``."""
+        self._loop = asyncio.get_running_loop()
         try:
             if not await self._unless_stopped(self._authenticate()):
                 return

@@ -35,6 +35,7 @@ BUILTIN_MODULES: Mapping[str, str] = {
     "grains": "autopi_agent.modules.grains",
     "cmd": "autopi_agent.modules.cmd",
     "saltutil": "autopi_agent.modules.saltutil",
+    "event": "autopi_agent.modules.event",
 }
 
 
