@@ -1,0 +1,7 @@
+"""Entry point for `python -m hil`."""
+
+import sys
+
+from hil.cli import main
+
+sys.exit(main())
