@@ -15,8 +15,8 @@ import structlog
 
 from autopi_proto import codec, messages, rsa, targeting
 from autopi_proto.crypticle import Crypticle, generate_key_string
-from autopi_proto.jid import gen_jid
 from autopi_proto.errors import AuthenticationError, DecodeError, ProtoError, UnsupportedAlgorithm
+from autopi_proto.jid import gen_jid
 from cloud_master.events import EventBus
 from cloud_master.jobcache import JobCache, Return
 from cloud_master.jobs import JobTracker

@@ -61,9 +61,10 @@ class Master:
         self.tracker = JobTracker(keep_seconds=float(opts.get("keep_jobs", 24)) * 3600)
         self.minions = MinionData(cachedir)
         self.shared = SharedKey()
+        preseed = opts.get("preseed_keys_file")
         self.handler = RequestHandler(opts, self.keys, self.jobcache, self.tracker, self.events,
                                       self.minions, self.shared,
-                                      load_preseed_keys(opts["preseed_keys_file"]) if opts.get("preseed_keys_file") else {})
+                                      load_preseed_keys(preseed) if preseed else {})
         self._accepted: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
