@@ -113,6 +113,17 @@ AGENT_SCHEMA: tuple[Field, ...] = (
     Field("obd", "dict", {}, "OBD adapter and logging settings."),
     Field("return_timeout", "float", 60,
           "Seconds to wait for the master to acknowledge a job return.", check=_positive),
+    Field("spool_max_bytes", "int", 64 * 1024 * 1024,
+          "Bytes of unsent samples, events and returns the spool keeps while offline; "
+          "over it the oldest telemetry goes first, job returns last.", check=_positive),
+    Field("spool_max_age", "float", 7 * 86400,
+          "Seconds an unsent sample or event is kept before it is dropped (and counted).",
+          check=_positive),
+    Field("spool_max_age_returns", "float", 30 * 86400,
+          "Seconds an unsent job return is kept.", check=_positive),
+    Field("shutdown_flush_timeout", "float", 5,
+          "Seconds a stopping agent spends delivering what is spooled before it exits.",
+          check=_non_negative),
 )
 
 

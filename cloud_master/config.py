@@ -78,6 +78,11 @@ MASTER_SCHEMA: tuple[Field, ...] = (
           "Seconds to wait for minions to report on a still-running job.", check=_positive),
     Field("keysize", "int", 2048, "RSA key size in bits for a newly created master key.",
           check=_keysize),
+    Field("telemetry_store", "str", "",
+          "Telemetry store URL: sqlite:///PATH or postgresql://USER:PASS@HOST/DB; "
+          "empty means SQLite at <cachedir>/telemetry.sqlite."),
+    Field("telemetry_retention_days", "float", 90,
+          "Days samples stay in the telemetry store.", check=_positive),
     Field("max_request_size", "int", 16777216,
           "Largest request frame in bytes; larger frames are dropped.", check=_positive),
     Field("encryption_algorithm", "str", "OAEP-SHA224", "RSA OAEP variant used in _auth.",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -21,6 +22,7 @@ from cloud_master.events import EventBus
 from cloud_master.jobcache import JobCache, Return
 from cloud_master.jobs import JobTracker
 from cloud_master.minions import MinionData
+from cloud_master.ingest import TelemetryIngest
 from cloud_master.pki import InvalidMinionId, InvalidPublicKey, KeyState, KeyStore
 
 log = structlog.get_logger(__name__)
@@ -85,7 +87,8 @@ class RequestHandler:
 
     def __init__(self, opts: Mapping[str, Any], keys: KeyStore, jobcache: JobCache,
                  tracker: JobTracker, events: EventBus, minions: MinionData,
-                 shared: SharedKey, preseed: Mapping[str, str] | None = None) -> None:
+                 shared: SharedKey, preseed: Mapping[str, str] | None = None,
+                 telemetry: TelemetryIngest | None = None) -> None:
         self.opts = opts
         self.keys = keys
         self.jobcache = jobcache
@@ -95,6 +98,7 @@ class RequestHandler:
         self.shared = shared
         self.sessions = Sessions(float(opts.get("publish_session", 86400)))
         self.preseed = dict(preseed or {})
+        self.telemetry = telemetry
         self._pubs: dict[str, tuple[str, rsa.RSAPublicKey]] = {}
         self.handlers: dict[str, Handler] = {
             "_return": self._return,
@@ -110,6 +114,7 @@ class RequestHandler:
             "_mine_delete": self._false,
             "_ext_nodes": self._empty_map,
             "_register_resources": self._true,
+            "_telemetry": self._telemetry,
             "_file_hash": self._empty_map,
             "_serve_file": self._empty_map,
         }
@@ -235,6 +240,28 @@ class RequestHandler:
         return minion_id in job.minions or targeting.matches(
             job.tgt, job.tgt_type, minion_id, self.minions.grains(minion_id))
 
+    async def _telemetry(self, req: messages.OpenedRequest) -> Any:
+        """A batch of samples: stored idempotently, then acknowledged (False: retry later)."""
+        if self.telemetry is None:
+            return False
+        items = req.load.get("samples")
+        if req.load.get("enc") == "zlib":
+            items = codec.unpackb(_inflate(messages.as_bytes(items), self._max_size()))
+        if not isinstance(items, list):
+            raise DecodeError("telemetry samples must be a list")
+        try:
+            stored, duplicates, rejected, series = await self.telemetry.ingest(req.minion_id, items)
+        except ConnectionError as err:  # StoreUnavailable: the agent keeps the batch and retries
+            log.warning("telemetry.store_unavailable", minion=req.minion_id, error=str(err))
+            return False
+        self.events.fire(f"vehicle/{req.minion_id}/telemetry", {
+            "id": req.minion_id, "samples": len(items), "stored": stored,
+            "duplicates": duplicates, "rejected": rejected, "series": series})
+        return {"stored": stored, "duplicates": duplicates, "rejected": rejected}
+
+    def _max_size(self) -> int:
+        return int(self.opts.get("max_request_size", 16 * 1024 * 1024))
+
     async def _pillar(self, req: messages.OpenedRequest) -> Any:
         grains = req.load.get("grains")
         if isinstance(grains, dict):
@@ -283,6 +310,18 @@ class _Private:
 
     def __init__(self, reply: dict[str, Any]) -> None:
         self.reply = reply
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    """zlib-decompress at most ``limit`` bytes (a small bomb must not fill memory)."""
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, limit)
+    except zlib.error as err:
+        raise DecodeError(f"bad zlib data: {err}") from err
+    if inflater.unconsumed_tail:
+        raise DecodeError(f"telemetry batch inflates beyond {limit} bytes")
+    return out
 
 
 def _with_jid(ret: messages.JobReturn, jid: str) -> messages.JobReturn:

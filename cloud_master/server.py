@@ -25,6 +25,7 @@ from autopi_proto.errors import DecodeError
 from autopi_proto.jid import gen_jid
 from cloud_master.config import load_preseed_keys
 from cloud_master.events import EventBus
+from cloud_master.ingest import TelemetryIngest
 from cloud_master.jobcache import Job, JobCache, SqliteJobCache
 from cloud_master.jobs import JobTracker
 from cloud_master.minions import MinionData
@@ -62,13 +63,16 @@ class Master:
         self.minions = MinionData(cachedir)
         self.shared = SharedKey()
         preseed = opts.get("preseed_keys_file")
+        self.telemetry = TelemetryIngest.from_opts(dict(opts))
         self.handler = RequestHandler(opts, self.keys, self.jobcache, self.tracker, self.events,
                                       self.minions, self.shared,
-                                      load_preseed_keys(preseed) if preseed else {})
+                                      load_preseed_keys(preseed) if preseed else {},
+                                      telemetry=self.telemetry)
         self._accepted: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._stopping = asyncio.Event()
+        self._last_expiry = 0.0
         self.router: zmq.asyncio.Socket | None = None
         self.pub: zmq.asyncio.Socket | None = None
         self.control: zmq.asyncio.Socket | None = None
@@ -128,6 +132,7 @@ class Master:
         self.router = self.pub = self.control = None
         self.events.close()
         self.jobcache.close()
+        self.telemetry.close()
         if self._own_ctx:
             self.ctx.term()
 
@@ -224,6 +229,10 @@ class Master:
             if time.monotonic() - self.shared.created > session:
                 self.rotate("publish_session elapsed")
             self.tracker.expire()
+            if time.monotonic() - self._last_expiry > 3600:
+                self._last_expiry = time.monotonic()
+                self.jobcache.expire(float(self.opts.get("keep_jobs", 24)))
+                await self.telemetry.expire(float(self.opts["telemetry_retention_days"]) * 86400)
 
     # -- control socket (CLI, client API) -----------------------------------------------
 

@@ -7,6 +7,7 @@ import contextlib
 import random
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -17,6 +18,8 @@ from autopi_agent.grains import core as grains_core
 from autopi_agent.keys import MasterKeyCache, MinionKeys
 from autopi_agent.minion.context import AgentContext
 from autopi_agent.minion.dispatch import Dispatcher
+from autopi_agent.minion.sender import Sender
+from autopi_agent.spool import Spool
 from autopi_agent.transport import (
     MasterLink,
     MasterRejected,
@@ -28,9 +31,6 @@ from autopi_proto import messages, targeting
 from autopi_proto.errors import AuthenticationError, DecodeError, ReplayError
 
 log = structlog.get_logger(__name__)
-
-RETURN_TRIES = 5
-
 
 class Agent:
     """One agent (many can run in one process: nothing here is module-level)."""
@@ -49,6 +49,12 @@ class Agent:
         self.context.services["jobs"] = self.jobs
         self.dispatcher = Dispatcher(self.context)
         self.link = MasterLink(opts, self.keys, self.master_keys, self.zmq)
+        self.spool = Spool(Path(opts["cachedir"]) / "spool.sqlite",
+                           max_bytes=int(opts.get("spool_max_bytes", 64 << 20)),
+                           max_age_s=float(opts.get("spool_max_age", 7 * 86400)),
+                           max_age_returns_s=float(opts.get("spool_max_age_returns", 30 * 86400)))
+        self.sender = Sender(self.spool, self.link, opts)
+        self.context.services["spool"] = self.spool
         self.context.services["master"] = self.link
         self.context.services["master_call"] = self.master_call
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -57,6 +63,7 @@ class Agent:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._reauth_lock = asyncio.Lock()
+        self._sending: asyncio.Task[Any] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -84,6 +91,7 @@ class Agent:
                 return
             self.sub = Subscription(self.opts, self.zmq, self.link.publish_port)
             self._spawn(self._watch_link())
+            self._sending = self._spawn(self.sender.run())
             self._spawn(self._announce())
             self.ready.set()
             log.info("agent.ready", minion=self.minion_id, master=self.link.address)
@@ -123,6 +131,7 @@ class Agent:
             stopping.cancel()
 
     async def _shutdown(self) -> None:
+        await self._flush()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -130,7 +139,21 @@ class Agent:
         if self.sub is not None:
             self.sub.close()
         self.link.close()
+        self.spool.close()
         log.info("agent.stopped", minion=self.minion_id)
+
+    async def _flush(self) -> None:
+        """Give the sender a bounded time to deliver what is spooled before we exit."""
+        budget = float(self.opts.get("shutdown_flush_timeout", 5))
+        if self._sending is None or self._sending.done() or budget <= 0:
+            return
+        deadline = time.monotonic() + budget
+        while time.monotonic() < deadline:
+            if not await asyncio.to_thread(self.spool.peek, 1, 1 << 20, ("return", "event")):
+                return
+            self.sender.nudge()
+            await asyncio.sleep(0.05)
+        log.warning("agent.flush_incomplete", left=self.spool.stats().total_count)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
@@ -210,20 +233,18 @@ class Agent:
                                  result.success, list(pub.arg))
         await self.send_return(ret)
 
-    async def send_return(self, ret: messages.JobReturn) -> bool:
-        """Deliver a return, retrying through timeouts and re-authentication."""
-        delay = 1.0
-        for attempt in range(1, RETURN_TRIES + 1):
-            try:
-                await self.link.request(ret.load())
-                log.info("job.returned", jid=ret.jid, fun=ret.fun, retcode=ret.retcode)
-                return True
-            except (TransportError, AuthenticationError, DecodeError) as err:
-                log.warning("job.return_failed", jid=ret.jid, attempt=attempt, error=str(err))
-                await asyncio.sleep(delay + random.random())
-                delay = min(delay * 2, 30.0)
-        log.error("job.return_lost", jid=ret.jid)
-        return False
+    async def send_return(self, ret: messages.JobReturn) -> str:
+        """Spool a return (durably) and wake the sender; it leaves the spool on the master's ack."""
+        item_id = await asyncio.to_thread(self.spool.put, "return", ret.load())
+        self.sender.nudge()
+        log.info("job.spooled", jid=ret.jid, fun=ret.fun, retcode=ret.retcode, item=item_id)
+        return item_id
+
+    async def fire_event(self, tag: str, data: dict[str, Any]) -> str:
+        """Spool an event for the master's bus (delivered even after hours offline)."""
+        item_id = await asyncio.to_thread(self.spool.put, "event", {"tag": tag, "data": data})
+        self.sender.nudge()
+        return item_id
 
     # -- start-up announcements and link watching -------------------------------------
 

@@ -40,7 +40,7 @@ def test_replayed_publish_runs_once(tmp_path: Path) -> None:
                 running_agent(tmp_path / "a", master, "car-a"):
             with capture_logs() as logs:
                 jid, frame = await observe_publish(master, "test.ping")
-                await until(lambda: events(logs, "job.returned"))
+                await until(lambda: (r := master.jobcache.get_job(jid)) and r.returns)
                 assert master.pub is not None
                 await master.pub.send(frame)
                 await until(lambda: events(logs, "publish.replayed"))

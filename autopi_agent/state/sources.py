@@ -1,0 +1,167 @@
+"""Where a state run gets its files, pillar and ``salt`` functions, with or without a master.
+
+With a master, the daemon registers ``ctx.services["master_call"]``: state files come from
+the master's file server (cached by hash) and pillar from its ``_pillar`` reply. Masterless
+(``autopi-agent call --local``), ``local_services(file_roots, pillar_roots)`` registers a
+local file client and a local pillar compiler instead. Every pillar fetched is kept in
+``cachedir/pillar.p`` (atomic write, mode 0600), so an agent that is offline still runs
+states with the pillar it last received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from autopi_agent.fileclient import FileClient, LocalFileClient, RemoteFileClient
+from autopi_agent.minion.context import AgentContext, WithRetcode
+from autopi_agent.minion.errors import CommandExecutionError, UnknownFunctionError
+from autopi_common.fsutil import ensure_dir, write_atomic
+from autopi_common.sls.jinja import SaltFunctions
+from autopi_common.sls.pillar import PillarRenderer
+from autopi_common.sls.roots import FileRoots
+from autopi_proto import codec
+from autopi_proto.errors import DecodeError
+
+__all__ = ["LocalPillar", "PillarSource", "cached_pillar", "fileclient_for", "functions_for",
+           "local_services", "pillar_for", "refresh_pillar"]
+
+log = structlog.get_logger(__name__)
+
+PILLAR_CACHE = "pillar.p"
+
+
+class PillarSource(Protocol):
+    """Compiles the pillar of this agent without asking a master."""
+
+    def compile(self, minion_id: str, grains: Mapping[str, Any],
+                pillarenv: str | None = None) -> dict[str, Any]:
+        """The pillar; problems are listed under ``_errors``."""
+
+
+class LocalPillar:
+    """Pillar from local ``pillar_roots`` (masterless use)."""
+
+    def __init__(self, pillar_roots: Mapping[str, Sequence[str | Path]]) -> None:
+        self.renderer = PillarRenderer(FileRoots(pillar_roots))
+
+    def compile(self, minion_id: str, grains: Mapping[str, Any],
+                pillarenv: str | None = None) -> dict[str, Any]:
+        return self.renderer.compile(minion_id, grains, pillarenv=pillarenv)
+
+
+def local_services(file_roots: Mapping[str, Sequence[str | Path]] | Sequence[str | Path],
+                   pillar_roots: Mapping[str, Sequence[str | Path]] | Sequence[str | Path] = (),
+                   ) -> dict[str, Any]:
+    """Services for a masterless agent: put them in ``ctx.services`` before calling states.
+
+    ``file_roots``/``pillar_roots`` are ``{env: [dir, ...]}`` or a list of directories
+    (meaning the ``base`` environment), as ``--file-root``/``--pillar-root`` give them.
+    """
+    return {"fileclient": LocalFileClient(_roots(file_roots)),
+            "pillar_source": LocalPillar(_roots(pillar_roots))}
+
+
+def _roots(roots: Mapping[str, Sequence[str | Path]] | Sequence[str | Path]
+           ) -> dict[str, list[str]]:
+    if isinstance(roots, Mapping):
+        return {str(env): [str(path) for path in paths] for env, paths in roots.items()}
+    return {"base": [str(path) for path in roots]} if roots else {}
+
+
+def fileclient_for(ctx: AgentContext) -> FileClient:
+    """The local file client if one is registered, else a fresh client of the master's files."""
+    client = ctx.services.get("fileclient")
+    if client is not None:
+        return client  # type: ignore[no-any-return]
+    master_call = ctx.services.get("master_call")
+    if master_call is None:
+        raise CommandExecutionError("no state files: this agent has no master link and no "
+                                    "local file_roots; use 'autopi-agent call --local "
+                                    "--file-root DIR'")
+    return RemoteFileClient(master_call, ctx.opts.get("cachedir", "cache"))
+
+
+def pillar_for(ctx: AgentContext, *, refresh: bool = False,
+               pillarenv: str | None = None) -> dict[str, Any]:
+    """This agent's pillar: fetched (locally compiled or from the master) when ``refresh``
+    or not yet known; the cached copy when the master cannot be reached."""
+    current = ctx.services.get("pillar")
+    if isinstance(current, dict) and not refresh:
+        return current
+    try:
+        pillar = _fetch_pillar(ctx, pillarenv)
+    except Exception as err:  # offline, timed out, refused: fall back to what we had
+        log.warning("pillar.fetch_failed", error=f"{type(err).__name__}: {err}")
+        pillar = current if isinstance(current, dict) else cached_pillar(ctx)
+        ctx.services["pillar"] = pillar
+        return pillar
+    ctx.services["pillar"] = pillar
+    _save(ctx, pillar)
+    return pillar
+
+
+def refresh_pillar(ctx: AgentContext) -> bool:
+    """Fetch the pillar now; False (keeping the pillar we had) when that failed."""
+    try:
+        pillar = _fetch_pillar(ctx, None)
+    except Exception as err:  # offline, timed out, refused
+        log.warning("pillar.refresh_failed", error=f"{type(err).__name__}: {err}")
+        return False
+    ctx.services["pillar"] = pillar
+    _save(ctx, pillar)
+    return True
+
+
+def _fetch_pillar(ctx: AgentContext, pillarenv: str | None) -> dict[str, Any]:
+    source = ctx.services.get("pillar_source")
+    if source is not None:
+        return dict(source.compile(ctx.minion_id, ctx.grains, pillarenv))
+    master_call = ctx.services.get("master_call")
+    if master_call is None:
+        return cached_pillar(ctx)
+    load = {"cmd": "_pillar", "id": ctx.minion_id, "grains": ctx.grains, "saltenv": "base",
+            "pillarenv": pillarenv, "ver": "2", "pillar_override": {}, "extra_minion_data": {}}
+    reply = master_call(load, "pillar", float(ctx.opts.get("return_timeout", 60)))
+    if not isinstance(reply, dict):
+        raise DecodeError(f"the master's pillar is a {type(reply).__name__}, not a mapping")
+    return reply
+
+
+def cached_pillar(ctx: AgentContext) -> dict[str, Any]:
+    """The pillar saved by the last successful fetch, or ``{}``."""
+    path = Path(str(ctx.opts.get("cachedir", "cache"))) / PILLAR_CACHE
+    try:
+        data = codec.unpackb(path.read_bytes())
+    except (OSError, DecodeError) as err:
+        log.info("pillar.no_cache", path=str(path), reason=type(err).__name__)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save(ctx: AgentContext, pillar: Mapping[str, Any]) -> None:
+    cachedir = Path(str(ctx.opts.get("cachedir", "cache")))
+    try:
+        ensure_dir(cachedir, 0o700)
+        write_atomic(cachedir / PILLAR_CACHE, codec.packb(dict(pillar)), 0o600)
+    except OSError as err:  # a read-only cache must not stop the state run
+        log.warning("pillar.cache_write_failed", error=str(err))
+
+
+def functions_for(ctx: AgentContext) -> SaltFunctions:
+    """The ``salt`` object templates use: every execution function of this agent."""
+    def lookup(name: str) -> Any:
+        try:
+            ctx.loader.function(name)
+        except UnknownFunctionError:
+            raise KeyError(name) from None
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            value = ctx.call(name, *args, **kwargs)
+            return value.ret if isinstance(value, WithRetcode) else value
+        return call
+
+    return SaltFunctions(lookup, ctx.loader.list_functions)
