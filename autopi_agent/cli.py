@@ -44,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(call, top=False)
     call.add_argument("--local", action="store_true",
                       help="accepted for salt-call habits; calls are always local")
-    call.add_argument("--out", default="yaml", choices=("yaml", "nested", "json", "raw"))
+    call.add_argument("--out", default="yaml",
+                      choices=("yaml", "nested", "json", "raw", "highstate"))
+    call.add_argument("--file-root", action="append", metavar="DIR",
+                      help="serve salt:// files and SLS from DIR (masterless; repeatable)")
+    call.add_argument("--pillar-root", action="append", metavar="DIR",
+                      help="render pillar from DIR's top.sls (masterless; repeatable)")
     call.add_argument("-t", "--timeout", type=float, help="seconds the function may run")
     call.add_argument("fun")
     call.add_argument("args", nargs="*", metavar="ARG")
@@ -105,7 +110,14 @@ def call(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:
     from autopi_proto.args import cli_arguments
 
     grains = grains_core.collect(str(opts["id"]), extra=opts.get("grains") or {})
-    dispatcher = Dispatcher(AgentContext.create(opts, grains=grains))
+    ctx = AgentContext.create(opts, grains=grains)
+    file_roots = ns.file_root or opts.get("file_roots")
+    if file_roots:
+        from autopi_agent.state.sources import local_services
+
+        ctx.services.update(local_services(file_roots, ns.pillar_root or opts.get("pillar_roots")
+                                           or []))
+    dispatcher = Dispatcher(ctx)
 
     async def run() -> Any:
         try:
@@ -114,11 +126,18 @@ def call(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:
             await dispatcher.aclose(grace=1.0)
 
     result = asyncio.run(run())
-    print(_render({"local": result.ret}, ns.out))
+    out = ns.out
+    if out == "yaml" and ctx.loader.outputter(ns.fun) == "highstate":
+        out = "highstate"
+    print(_render({"local": result.ret}, out))
     return EXIT_OK if result.retcode == 0 else EXIT_FAIL
 
 
 def _render(value: dict[str, Any], fmt: str) -> str:
+    if fmt == "highstate":
+        from autopi_common.sls.highout import render_highstate
+
+        return render_highstate(value, color=sys.stdout.isatty())
     if fmt == "json":
         return json.dumps(value, indent=4, sort_keys=True, default=str)
     if fmt == "raw":

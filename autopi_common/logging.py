@@ -68,6 +68,21 @@ def _install_handler(level: int, renderer: Any, stream: TextIO) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    _adopt_library_loggers()
+
+
+# Libraries that attach their own stderr handler and level at import time (python-OBD prints
+# "[obd] ..." lines that would break JSON logs): their records go through ours instead.
+ADOPTED_LOGGERS = ("obd",)
+
+
+def _adopt_library_loggers() -> None:
+    for name in ADOPTED_LOGGERS:
+        library = logging.getLogger(name)
+        for own in [h for h in library.handlers if not getattr(h, _MARK, False)]:
+            library.removeHandler(own)
+        library.setLevel(logging.NOTSET)
+        library.propagate = True
 
 
 def _identity(_logger: Any, _name: str, event: Any) -> Any:

@@ -21,6 +21,10 @@ EPILOG = """examples:
   cloud-master run car-0001 test.echo 'hello world' --timeout 10
   cloud-master key list            cloud-master key accept car-0001 -y
   cloud-master jobs list           cloud-master jobs show 20261127113000123456
+  cloud-master telemetry latest 'car-*'
+  cloud-master telemetry query car-0001 RPM SPEED --since 1h
+  cloud-master telemetry export 'car-*' --since 2d --format csv -o fleet.csv
+  cloud-master telemetry plot car-0001 RPM SPEED --since 1h -o trip.png
 """
 
 
@@ -55,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "grain_pcre, pcre, compound)")
     run.add_argument("-t", "--timeout", type=float, help="seconds to wait for returns "
                      "(default: the config's timeout)")
-    run.add_argument("--out", default="yaml", choices=("yaml", "nested", "json", "raw", "table"))
+    run.add_argument("--out", default="", choices=("yaml", "nested", "json", "raw", "table",
+                                                    "highstate"),
+                     help="output format (default: yaml, or highstate for state runs)")
     run.add_argument("--async", dest="is_async", action="store_true",
                      help="print the job id and return without waiting")
     run.add_argument("--return", dest="returner", default="", metavar="RETURNER",
@@ -81,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("jid", nargs="?")
     jobs.add_argument("--limit", type=int, default=50)
     jobs.add_argument("--out", default="yaml", choices=("yaml", "nested", "json", "raw", "table"))
+
+    from cloud_master import telemetry_cli
+
+    telemetry_cli.add_parser(verbs, _config_option)
 
     events = verbs.add_parser("events", help="stream the master's events")
     _config_option(events, top=False)
@@ -109,8 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(opts["log_level"] if ns.verb == "serve" else "warning", opts["log_format"])
     from cloud_master import commands
 
+    from cloud_master import telemetry_cli
+
     handler = {"serve": commands.serve, "run": commands.run, "key": commands.key,
-               "jobs": commands.jobs, "events": commands.events}[ns.verb]
+               "jobs": commands.jobs, "events": commands.events,
+               "telemetry": telemetry_cli.run}[ns.verb]
     try:
         return handler(opts, ns)
     except KeyboardInterrupt:

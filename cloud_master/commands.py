@@ -56,8 +56,9 @@ def _stream(client: MasterClient, tgt: str | list[str], tgt_type: str, ns: argpa
             ret = item["return"]
             returns[ret["id"]] = ret["return"]
             failed |= ret.get("retcode", 0) != 0
-            if ns.out != "json":
-                print(render_one(ret["id"], ret["return"], ns.out, color=color,
+            fmt = ns.out or ("highstate" if ret.get("out") == "highstate" else "yaml")
+            if fmt != "json":
+                print(render_one(ret["id"], ret["return"], fmt, color=color,
                                  id_width=max(map(len, expected), default=0)), flush=True)
         elif item.get("done"):
             missing = list(item.get("missing", []))

@@ -10,7 +10,7 @@ from typing import Any, Literal
 __all__ = ["FORMATS", "OutputFormat", "render", "render_one"]
 
 OutputFormat = Literal["yaml", "nested", "json", "raw", "table"]
-FORMATS: tuple[str, ...] = ("yaml", "nested", "json", "raw", "table")
+FORMATS: tuple[str, ...] = ("yaml", "nested", "json", "raw", "table", "highstate")
 
 _CYAN, _GREEN, _YELLOW, _RESET = "\033[0;36m", "\033[0;32m", "\033[1;33m", "\033[0m"
 _Paint = Callable[[str, str], str]
@@ -136,6 +136,10 @@ def render(returns: Mapping[str, Any], fmt: str = "yaml", *, color: bool = False
     minion | return table, each value on one line. ``color`` only for a terminal.
     """
     _check(fmt)
+    if fmt == "highstate":
+        from autopi_common.sls.highout import render_highstate
+
+        return render_highstate(returns, color=color)
     if fmt == "json":
         return _json(dict(returns))
     if fmt == "table":

@@ -19,10 +19,12 @@ from autopi_proto.crypticle import Crypticle, generate_key_string
 from autopi_proto.errors import AuthenticationError, DecodeError, ProtoError, UnsupportedAlgorithm
 from autopi_proto.jid import gen_jid
 from cloud_master.events import EventBus
+from cloud_master.fileserver import FileServer
 from cloud_master.jobcache import JobCache, Return
 from cloud_master.jobs import JobTracker
 from cloud_master.minions import MinionData
 from cloud_master.ingest import TelemetryIngest
+from cloud_master.pillar import PillarCompiler
 from cloud_master.pki import InvalidMinionId, InvalidPublicKey, KeyState, KeyStore
 
 log = structlog.get_logger(__name__)
@@ -104,20 +106,16 @@ class RequestHandler:
             "_return": self._return,
             "_pillar": self._pillar,
             "_minion_event": self._minion_event,
-            "_master_opts": self._master_opts,
-            "_file_envs": self._empty_list,
-            "_file_list": self._empty_list,
-            "_file_list_emptydirs": self._empty_list,
-            "_dir_list": self._empty_list,
             "_mine": self._false,
             "_mine_get": self._empty_map,
             "_mine_delete": self._false,
             "_ext_nodes": self._empty_map,
             "_register_resources": self._true,
             "_telemetry": self._telemetry,
-            "_file_hash": self._empty_map,
-            "_serve_file": self._empty_map,
         }
+        # _file_envs, _file_list, _file_hash, _serve_file, _dir_list, _master_opts ...
+        self.handlers.update(FileServer(opts).handlers())
+        self.pillar = PillarCompiler(opts)
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -266,10 +264,17 @@ class RequestHandler:
         grains = req.load.get("grains")
         if isinstance(grains, dict):
             self.minions.set_grains(req.minion_id, grains)
+        pillarenv = req.load.get("pillarenv")
+        override = req.load.get("pillar_override")
+        data = await asyncio.to_thread(
+            self.pillar.compile, req.minion_id, dict(self.minions.grains(req.minion_id)),
+            pillarenv=pillarenv if isinstance(pillarenv, str) else None,
+            override=override if isinstance(override, dict) else None)
         pub = self.accepted_pub(req.minion_id)
         assert pub is not None
         master = self.keys.master_keys()
-        reply = messages.private_reply({}, minion_pub=pub, master_key=master.private_key,
+        # S4: encrypted to this minion's key alone.
+        reply = messages.private_reply(data, minion_pub=pub, master_key=master.private_key,
                                        nonce=req.nonce or "", enc_algo=req.enc_algo,
                                        sig_algo=req.sig_algo)
         return _Private(reply)
@@ -285,10 +290,6 @@ class RequestHandler:
             data.setdefault("id", req.minion_id)
             self.events.fire(event["tag"], data)
         return True
-
-    async def _master_opts(self, req: messages.OpenedRequest) -> Any:
-        return {"file_roots": self.opts.get("file_roots", {}),
-                "pillar_roots": self.opts.get("pillar_roots", {})}
 
     async def _empty_list(self, req: messages.OpenedRequest) -> Any:
         return []

@@ -20,6 +20,7 @@ from autopi_agent.minion.context import AgentContext
 from autopi_agent.minion.dispatch import Dispatcher
 from autopi_agent.minion.sender import Sender
 from autopi_agent.spool import Spool
+from autopi_agent.state.sources import refresh_pillar
 from autopi_agent.transport import (
     MasterLink,
     MasterRejected,
@@ -230,7 +231,8 @@ class Agent:
         finally:
             self.jobs.pop(pub.jid, None)
         ret = messages.JobReturn(self.minion_id, pub.jid, pub.fun, result.ret, result.retcode,
-                                 result.success, list(pub.arg))
+                                 result.success, list(pub.arg),
+                                 self.context.loader.outputter(pub.fun))
         await self.send_return(ret)
 
     async def send_return(self, ret: messages.JobReturn) -> str:
@@ -251,12 +253,9 @@ class Agent:
     async def _announce(self) -> None:
         """Tell the master we started and what our grains are (for grain targeting)."""
         started = f"Minion {self.minion_id} started at {time.asctime()}"
-        with contextlib.suppress(TransportError, AuthenticationError, DecodeError):
-            await self.link.request_private({"cmd": "_pillar", "id": self.minion_id,
-                                             "grains": self.context.grains, "saltenv": "base",
-                                             "pillarenv": None, "ver": "2",
-                                             "pillar_override": {}, "extra_minion_data": {}},
-                                            timeout=30)
+        # The _pillar request also tells the master our grains (for grain targeting).
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(refresh_pillar, self.context)
         for tag in ("minion_start", f"salt/minion/{self.minion_id}/start"):
             with contextlib.suppress(TransportError, AuthenticationError, DecodeError):
                 await self.link.request({"cmd": "_minion_event", "id": self.minion_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import inspect
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ BUILTIN_MODULES: Mapping[str, str] = {
     "cmd": "autopi_agent.modules.cmd",
     "saltutil": "autopi_agent.modules.saltutil",
     "event": "autopi_agent.modules.event",
+    "state": "autopi_agent.modules.state",
+    "pillar": "autopi_agent.modules.pillar",
 }
 
 
@@ -104,6 +107,19 @@ class Loader:
             return functions[name]
         except KeyError:
             raise UnknownFunctionError(name) from None
+
+    def outputter(self, name: str) -> str | None:
+        """The outputter a module asks for its function (``__outputter__``), e.g. "highstate"."""
+        try:
+            function = self.function(name)
+        except UnknownFunctionError:
+            return None
+        module = sys.modules.get(getattr(function.callable, "__module__", ""))
+        wanted = getattr(module, "__outputter__", None)
+        if not isinstance(wanted, dict):
+            return None
+        value = wanted.get(getattr(function.callable, "__name__", ""))
+        return value if isinstance(value, str) else None
 
     def list_modules(self) -> list[str]:
         """Sorted names of the modules that load."""

@@ -6,7 +6,7 @@ from typing import Any
 
 from autopi_agent.minion.context import AgentContext
 
-__all__ = ["find_job", "running"]
+__all__ = ["find_job", "refresh_pillar", "running"]
 
 
 def _jobs(ctx: AgentContext) -> dict[str, dict[str, Any]]:
@@ -36,3 +36,16 @@ def find_job(ctx: AgentContext, jid: str) -> dict[str, Any]:
     """
     job = _jobs(ctx).get(str(jid))
     return dict(job) if job else {}
+
+
+def refresh_pillar(ctx: AgentContext, wait: bool = True, timeout: float = 30) -> bool:
+    """Fetch this agent's pillar now and keep it for offline use; False if the master
+    could not be reached (the last pillar stays in use).
+
+    CLI Example::
+
+        cloud-master run car-0001 saltutil.refresh_pillar
+    """
+    from autopi_agent.state.sources import refresh_pillar as fetch
+
+    return fetch(ctx)

@@ -188,6 +188,7 @@ def show_lowstate(ctx: AgentContext, saltenv: str | None = None,
 
     CLI Example::
 
+        cloud-master run car-0001 state.show_lowstate --out json
         autopi-agent call --local --file-root /srv/salt state.show_lowstate --out json
     """
     # As Salt: errors are the return, the retcode stays 0.

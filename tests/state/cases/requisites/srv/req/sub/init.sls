@@ -1,0 +1,5 @@
+sub_state:
+  test.succeed_without_changes:
+    - comment: original
+excluded_one:
+  test.fail_without_changes

@@ -1,0 +1,2 @@
+dev_base_section:
+  test.nop

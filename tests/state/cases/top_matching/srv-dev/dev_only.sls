@@ -1,0 +1,2 @@
+dev_only:
+  test.succeed_without_changes

@@ -1,0 +1,3 @@
+dev:
+  '*':
+    - ignored_because_base_defines_dev

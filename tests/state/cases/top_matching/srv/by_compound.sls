@@ -1,0 +1,2 @@
+by_compound:
+  test.nop

@@ -1,0 +1,2 @@
+by_glob:
+  test.nop

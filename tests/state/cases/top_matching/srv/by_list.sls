@@ -1,0 +1,2 @@
+by_list:
+  test.nop

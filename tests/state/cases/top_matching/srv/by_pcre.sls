@@ -1,0 +1,2 @@
+by_pcre:
+  test.nop

@@ -1,0 +1,2 @@
+by_pillar:
+  test.nop

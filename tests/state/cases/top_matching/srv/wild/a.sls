@@ -1,0 +1,2 @@
+wild_a:
+  test.nop

@@ -1,0 +1,2 @@
+wild_b:
+  test.nop
