@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import subprocess
@@ -93,3 +94,29 @@ def test_key_accept_without_terminal_needs_no_answer(tmp_path: Path) -> None:
     proc = cli("cloud_master.cli", "-c", str(config), "key", "accept", "car-0001")
     assert proc.returncode == 0 and "Proceed?" not in proc.stdout
     assert (tmp_path / "pki" / "master" / "minions" / "car-0001").exists()
+
+
+def test_masterless_state_apply_and_show_lowstate(tmp_path: Path) -> None:
+    srv, pillar, target = tmp_path / "srv", tmp_path / "pillar", tmp_path / "out"
+    srv.mkdir()
+    pillar.mkdir()
+    (srv / "top.sls").write_text("base:\n  '*':\n    - logger\n")
+    (srv / "logger.sls").write_text(
+        "logger config:\n  file.managed:\n    - name: " + str(target / "logger.yaml") + "\n"
+        "    - makedirs: true\n    - contents: 'rpm_every: {{ pillar['rpm_every'] }}'\n")
+    (pillar / "top.sls").write_text("base:\n  '*':\n    - car\n")
+    (pillar / "car.sls").write_text("rpm_every: 1\n")
+    config = write_yaml(tmp_path / "agent.yaml", {"id": "car-0001", "root_dir": str(tmp_path)})
+    roots = ["--file-root", str(srv), "--pillar-root", str(pillar)]
+    proc = cli("autopi_agent.cli", "-c", str(config), "call", "--local", *roots,
+               "state.show_lowstate", "--out", "json")
+    assert proc.returncode == 0, proc.stderr
+    low = json.loads(proc.stdout)["local"]
+    assert [(c["__id__"], c["state"], c["fun"]) for c in low] == [
+        ("logger config", "file", "managed")]
+    proc = cli("autopi_agent.cli", "-c", str(config), "call", "--local", *roots, "state.apply")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Succeeded: 1 (changed=1)" in proc.stdout
+    assert (target / "logger.yaml").read_text().strip() == "rpm_every: 1"
+    again = cli("autopi_agent.cli", "-c", str(config), "call", "--local", *roots, "state.apply")
+    assert "Succeeded: 1" in again.stdout and "changed=1" not in again.stdout
