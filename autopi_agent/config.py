@@ -8,6 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from autopi_agent.minion.logger_spec import check_loggers
+from autopi_agent.minion.schedule_spec import check_schedule
+from autopi_agent.obd.settings import OBD_SCHEMA
 from autopi_common.config import ConfigError, Field, load
 from autopi_common.logging import LOG_LEVELS
 from autopi_proto.rsa import ENCRYPTION_ALGORITHMS, SIGNING_ALGORITHMS
@@ -109,8 +112,16 @@ AGENT_SCHEMA: tuple[Field, ...] = (
     Field("job_timeout", "float", 300, "Seconds a job may run before it is stopped.",
           check=_positive),
     Field("grains", "dict", {}, "Static grains, merged over the detected ones."),
-    Field("schedule", "dict", {}, "Scheduled jobs, as Salt's minion schedule option."),
-    Field("obd", "dict", {}, "OBD adapter and logging settings."),
+    Field("schedule", "dict", {}, "Scheduled jobs, as Salt's minion schedule option.",
+          check=check_schedule),
+    Field("loggers", "dict", {},
+          "Telemetry loggers: {name: {function, pids, interval, threshold, max_interval, "
+          "requires, ...}}.", check=check_loggers),
+    Field("returners", "dict", {},
+          "Returner settings by name, e.g. {jsonl: {max_bytes, backups, fsync}, "
+          "syslog: {address, facility}}."),
+    Field("obd", "dict", {}, "OBD-II adapter (see autopi_agent/obd/settings.py).",
+          schema=OBD_SCHEMA),
     Field("return_timeout", "float", 60,
           "Seconds to wait for the master to acknowledge a job return.", check=_positive),
     Field("spool_max_bytes", "int", 64 * 1024 * 1024,

@@ -76,7 +76,13 @@ def _install_handler(level: int, renderer: Any, stream: TextIO) -> None:
 ADOPTED_LOGGERS = ("obd",)
 
 
+# Libraries that warn about nothing a user can act on (pint redefines units for python-OBD).
+QUIETED_LOGGERS = ("pint.util",)
+
+
 def _adopt_library_loggers() -> None:
+    for name in QUIETED_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     for name in ADOPTED_LOGGERS:
         library = logging.getLogger(name)
         for own in [h for h in library.handlers if not getattr(h, _MARK, False)]:

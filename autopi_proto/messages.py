@@ -24,6 +24,7 @@ from autopi_proto.rsa import RSAPrivateKey, RSAPublicKey
 PROTOCOL_VERSION = 3
 TOKEN_PLAINTEXT = b"salt"
 _ID_FORBIDDEN = re.compile(r"[\x00/\\]")
+_UID = re.compile(r"[0-9a-f]{8,64}")
 
 
 def new_nonce() -> str:
@@ -450,6 +451,7 @@ class JobReturn:
     success: bool = True
     fun_args: list[Any] = field(default_factory=list)
     out: str | None = None
+    uid: str | None = None  # a minion's own job (jid "req"): the same on every resend
 
     def load(self) -> dict[str, Any]:
         """The ``_return`` load in Salt's shape."""
@@ -460,6 +462,8 @@ class JobReturn:
         }
         if self.out:
             out["out"] = self.out
+        if self.uid:
+            out["uid"] = self.uid
         return out
 
 
@@ -478,6 +482,8 @@ def parse_return(load: Mapping[str, Any]) -> JobReturn:
     if not isinstance(retcode, int):
         retcode = 0
     fun_args = load.get("fun_args") or []
+    uid = load.get("uid")
     return JobReturn(minion_id, jid, str(fun), load.get("return"), retcode,
                      bool(load.get("success", retcode == 0)),
-                     fun_args if isinstance(fun_args, list) else [], load.get("out"))
+                     fun_args if isinstance(fun_args, list) else [], load.get("out"),
+                     uid if isinstance(uid, str) and _UID.fullmatch(uid) else None)

@@ -117,9 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from autopi_common.logging import setup_logging
 
     setup_logging(opts["log_level"] if ns.verb == "serve" else "warning", opts["log_format"])
-    from cloud_master import commands
-
-    from cloud_master import telemetry_cli
+    from cloud_master import commands, telemetry_cli
 
     handler = {"serve": commands.serve, "run": commands.run, "key": commands.key,
                "jobs": commands.jobs, "events": commands.events,

@@ -7,6 +7,7 @@ is answered (or dropped) with a log line, and never raises out of ``handle``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,10 +21,10 @@ from autopi_proto.errors import AuthenticationError, DecodeError, ProtoError, Un
 from autopi_proto.jid import gen_jid
 from cloud_master.events import EventBus
 from cloud_master.fileserver import FileServer
-from cloud_master.jobcache import JobCache, Return
+from cloud_master.ingest import TelemetryIngest
+from cloud_master.jobcache import Job, JobCache, Return
 from cloud_master.jobs import JobTracker
 from cloud_master.minions import MinionData
-from cloud_master.ingest import TelemetryIngest
 from cloud_master.pillar import PillarCompiler
 from cloud_master.pki import InvalidMinionId, InvalidPublicKey, KeyState, KeyStore
 
@@ -213,7 +214,7 @@ class RequestHandler:
         if ret.minion_id != req.minion_id:
             raise AuthenticationError("return names another minion")
         if ret.jid == "req":  # a minion's own scheduled job: it gets a jid here
-            ret = _with_jid(ret, gen_jid())
+            ret = self._own_job(ret)
         elif not self._targeted(ret.jid, ret.minion_id):
             log.warning("return.untargeted", minion=ret.minion_id, jid=ret.jid)
             return False
@@ -226,6 +227,15 @@ class RequestHandler:
             "return": ret.ret, "retcode": ret.retcode, "success": ret.success, "out": ret.out,
         })
         return True
+
+    def _own_job(self, ret: messages.JobReturn) -> messages.JobReturn:
+        """A jid for a minion's own job; stable per ``uid`` so a resend is not a new job."""
+        jid = f"req-{ret.uid}" if ret.uid else gen_jid()
+        if self.jobcache.get_job(jid) is None:
+            self.jobcache.save_job(Job(jid=jid, fun=ret.fun, arg=list(ret.fun_args),
+                                       tgt=ret.minion_id, tgt_type="list", user="schedule",
+                                       minions=[ret.minion_id], started=time.time()))
+        return _with_jid(ret, jid)
 
     def _targeted(self, jid: str, minion_id: str) -> bool:
         """Was this minion targeted by this job? Jobs from before a restart come from the cache."""
@@ -326,8 +336,7 @@ def _inflate(data: bytes, limit: int) -> bytes:
 
 
 def _with_jid(ret: messages.JobReturn, jid: str) -> messages.JobReturn:
-    return messages.JobReturn(ret.minion_id, jid, ret.fun, ret.ret, ret.retcode, ret.success,
-                              ret.fun_args, ret.out)
+    return dataclasses.replace(ret, jid=jid)
 
 
 _ACT = {KeyState.ACCEPTED: "accept", KeyState.PENDING: "pend",

@@ -72,7 +72,7 @@ def parse_time(text: str, now: float | None = None) -> float:
         raise ValueError(f"cannot read the time {text!r}: use now, 30m, 1h, 2d, an ISO date "
                          "or unix seconds") from err
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
+        moment = moment.replace(tzinfo=datetime.UTC)
     return moment.timestamp()
 
 
@@ -81,7 +81,7 @@ def series_name(name: str) -> str:
 
 
 def _iso(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="seconds")
 
 
 def _shown(sample: Any) -> str:
@@ -180,7 +180,7 @@ def _plot(store: Any, vehicle: str, series: list[str], since: float, until: floa
     for ax, name in zip(axes[:, 0], series, strict=True):
         rows = [s for s in store.query(vehicle, [name], since, until) if s.value is not None]
         found += len(rows)
-        times = [datetime.datetime.fromtimestamp(s.ts, datetime.timezone.utc) for s in rows]
+        times = [datetime.datetime.fromtimestamp(s.ts, datetime.UTC) for s in rows]
         ax.plot(times, [s.value for s in rows], linewidth=1.2)
         unit = rows[0].unit if rows and rows[0].unit else ""
         ax.set_ylabel(f"{name}\n{unit}".strip())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,15 @@ from autopi_agent.grains import core as grains_core
 from autopi_agent.keys import MasterKeyCache, MinionKeys
 from autopi_agent.minion.context import AgentContext
 from autopi_agent.minion.dispatch import Dispatcher
+from autopi_agent.minion.loggers import LoggerSet, SpoolSink, VehicleGate
+from autopi_agent.minion.schedule import Scheduler
+from autopi_agent.minion.schedule_book import ScheduleBook
 from autopi_agent.minion.sender import Sender
+from autopi_agent.obd.owner import ObdOwner
+from autopi_agent.obd.settings import ObdSettings
+from autopi_agent.returners import Returners, extra_names
 from autopi_agent.spool import Spool
-from autopi_agent.state.sources import refresh_pillar
+from autopi_agent.state.sources import cached_pillar, refresh_pillar
 from autopi_agent.transport import (
     MasterLink,
     MasterRejected,
@@ -59,6 +67,24 @@ class Agent:
         self.context.services["master"] = self.link
         self.context.services["master_call"] = self.master_call
         self._loop: asyncio.AbstractEventLoop | None = None
+        obd_settings = ObdSettings.from_opts(opts.get("obd"))
+        self.obd = ObdOwner(obd_settings, on_connect=self._car_grains) if obd_settings.enabled else None
+        if self.obd is not None:
+            self.context.services["obd"] = self.obd
+        self.returners = Returners(self.context)
+        self.context.services["send_return"] = self.send_return
+        cached = cached_pillar(self.context)
+
+        def pillar() -> Mapping[str, Any] | None:
+            current = self.context.services.get("pillar")
+            return current if current is not None else cached  # offline boot: the last pillar
+
+        self.scheduler = Scheduler(self, ScheduleBook.from_opts(opts, cached), pillar=pillar)
+        self.context.services["schedule"] = self.scheduler
+        self.gate = VehicleGate()
+        self.context.services["vehicle_gate"] = self.gate
+        self.loggers = LoggerSet(self.dispatcher, SpoolSink(self.spool, self.sender.nudge),
+                                 opts.get("loggers"), gate=self.gate, pillar=pillar)
         self.sub: Subscription | None = None
         self.ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -67,6 +93,12 @@ class Agent:
         self._sending: asyncio.Task[Any] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
+
+    def _car_grains(self, grains: Mapping[str, Any]) -> None:
+        """The car answered (VIN, protocol, PIDs): merge its grains on the agent's loop."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self.context.grains.update, dict(grains))
 
     def master_call(self, load: dict[str, Any], private: str | None = None,
                     timeout: float = 60.0) -> Any:
@@ -88,6 +120,11 @@ class Agent:
         """Authenticate, then serve publishes until ``stop()``."""
         self._loop = asyncio.get_running_loop()
         try:
+            if self.obd is not None:
+                self.obd.start(connect=True)
+            # Scheduled jobs and loggers run offline too: their output waits in the spool.
+            self.scheduler.start()
+            self.loggers.start()
             if not await self._unless_stopped(self._authenticate()):
                 return
             self.sub = Subscription(self.opts, self.zmq, self.link.publish_port)
@@ -132,11 +169,16 @@ class Agent:
             stopping.cancel()
 
     async def _shutdown(self) -> None:
+        await self.loggers.stop()
+        await self.scheduler.stop()
         await self._flush()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.dispatcher.aclose(grace=1.0)
+        await self.returners.aclose()
+        if self.obd is not None:
+            await asyncio.to_thread(self.obd.close)
         if self.sub is not None:
             self.sub.close()
         self.link.close()
@@ -234,9 +276,14 @@ class Agent:
                                  result.success, list(pub.arg),
                                  self.context.loader.outputter(pub.fun))
         await self.send_return(ret)
+        if names := extra_names(pub.ret):
+            await self.returners.deliver(ret, names)
 
     async def send_return(self, ret: messages.JobReturn) -> str:
         """Spool a return (durably) and wake the sender; it leaves the spool on the master's ack."""
+        if ret.jid == "req" and not ret.uid:
+            # Our own job: a stable id lets the master store a resend only once.
+            ret = dataclasses.replace(ret, uid=uuid.uuid4().hex)
         item_id = await asyncio.to_thread(self.spool.put, "return", ret.load())
         self.sender.nudge()
         log.info("job.spooled", jid=ret.jid, fun=ret.fun, retcode=ret.retcode, item=item_id)
@@ -256,6 +303,8 @@ class Agent:
         # The _pillar request also tells the master our grains (for grain targeting).
         with contextlib.suppress(Exception):
             await asyncio.to_thread(refresh_pillar, self.context)
+            self.scheduler.notify()
+            self.loggers.notify()
         for tag in ("minion_start", f"salt/minion/{self.minion_id}/start"):
             with contextlib.suppress(TransportError, AuthenticationError, DecodeError):
                 await self.link.request({"cmd": "_minion_event", "id": self.minion_id,

@@ -154,11 +154,14 @@ class Dispatcher:
         return [job.fun for job in sorted(self._jobs, key=lambda job: job.started)]
 
     async def run(self, fun: str, arg: Sequence[Any] | None = None, *,
-                  timeout: float | None = None) -> JobResult:
+                  timeout: float | None = None, quiet: bool = False) -> JobResult:
         """Run ``fun`` with Salt wire arguments ``arg``; ``timeout`` seconds overrides the
-        config's ``job_timeout``. Returns a JobResult for every outcome."""
+        config's ``job_timeout``. Returns a JobResult for every outcome. ``quiet`` logs the
+        start and end at debug level (loggers tick every second; the SD card and journald
+        need not hear about each tick)."""
         started = time.monotonic()
-        log.info("job.started", fun=fun)
+        say = log.debug if quiet else log.info
+        say("job.started", fun=fun)
         try:
             result = await self._run(fun, arg, timeout)
         except asyncio.CancelledError:
@@ -168,8 +171,8 @@ class Dispatcher:
             log.error("job.dispatch_failed", fun=fun, error=f"{type(err).__name__}: {err}",
                       exc_info=True)
             result = JobResult.of(_exception_text(err), EX_GENERIC)
-        log.info("job.finished", fun=fun, retcode=result.retcode,
-                 seconds=round(time.monotonic() - started, 3))
+        say("job.finished", fun=fun, retcode=result.retcode,
+            seconds=round(time.monotonic() - started, 3))
         return result
 
     async def aclose(self, grace: float = _CLOSE_GRACE) -> None:

@@ -39,6 +39,8 @@ BUILTIN_MODULES: Mapping[str, str] = {
     "event": "autopi_agent.modules.event",
     "state": "autopi_agent.modules.state",
     "pillar": "autopi_agent.modules.pillar",
+    "schedule": "autopi_agent.modules.schedule",
+    "obd": "autopi_agent.modules.obd",
 }
 
 

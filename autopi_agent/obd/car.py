@@ -6,6 +6,7 @@ deadline: ``owner.call(lambda session, deadline: read_vin(session, deadline))``.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,6 @@ from typing import Any
 import obd
 from obd import OBDCommand
 from obd.decoders import dtc as decode_dtcs
-from obd.decoders import noop
 from obd.protocols import ECU
 from obd.protocols.protocol import Message
 
@@ -22,6 +22,7 @@ from autopi_agent.obd.errors import (
     ObdBadResponse,
     ObdConfigError,
     ObdError,
+    ObdNegativeResponse,
     ObdNoData,
     ObdUnsupported,
     restated,
@@ -35,8 +36,7 @@ from autopi_agent.obd.values import Reading, plain, unit_of
 __all__ = ["adapter_voltage", "clear_dtcs", "decoded", "ignition", "list_commands", "monitor",
            "query", "read_dtcs", "read_vin", "set_protocol"]
 
-# python-OBD's VIN length (22) is the legacy layout; the VIN is checked by vin_from_payload.
-_VIN = OBDCommand("VIN", "Vehicle Identification Number", b"0902", 0, noop, ECU.ENGINE, True)
+_VOLTS = re.compile(r"(\d{1,2}(?:\.\d+)?)\s*V?$", re.IGNORECASE)
 _DTC_SERVICES = (("stored", obd.commands.GET_DTC), ("pending", obd.commands.GET_CURRENT_DTC),
                  ("permanent", GET_PERMANENT_DTC))
 
@@ -56,8 +56,6 @@ def query(session: Session, deadline: Deadline, command: OBDCommand, *,
     if not force and not session.supports(command):
         raise ObdUnsupported(f"{what}: this car does not list it as supported "
                              "(force=True sends it anyway)")
-    if command.command == b"0902":
-        command = _VIN
     if header is not None:  # one ECU was asked: its answer counts, whichever ECU it is
         command = command.clone()
         command.ecu = ECU.ALL
@@ -94,7 +92,7 @@ def _copy(message: Message) -> Message:
 def read_vin(session: Session, deadline: Deadline) -> dict[str, Any]:
     """The VIN from service 09 PID 02, decoded from its bytes (cached per connection)."""
     if session.vin is None:
-        reading = query(session, deadline, _VIN, force=True)
+        reading = query(session, deadline, obd.commands.VIN, force=True)
         session.vin = str(reading.value)
         session.vin_raw = reading.raw[0]
     return {"vin": session.vin, "raw": session.vin_raw}
@@ -107,7 +105,7 @@ def read_dtcs(session: Session, deadline: Deadline) -> dict[str, Any]:
     for key, command in _DTC_SERVICES:
         try:
             answer = session.request(command, deadline.left(command.name))
-        except ObdNoData:
+        except (ObdNoData, ObdNegativeResponse):  # older cars have no service 0A
             unanswered.append(key)
             out[key] = []
             continue
@@ -129,8 +127,8 @@ def _mil(session: Session, deadline: Deadline) -> dict[str, Any]:
         value = session.request(status, deadline.left("STATUS"))
     except ObdError:
         return {}
-    decoded = status(value.messages).value
-    return {"mil": bool(decoded.MIL), "dtc_count": int(decoded.DTC_count)}
+    monitors = status(value.messages).value
+    return {"mil": bool(monitors.MIL), "dtc_count": int(monitors.DTC_count)}
 
 
 def clear_dtcs(session: Session, deadline: Deadline) -> dict[str, Any]:
@@ -146,10 +144,10 @@ def clear_dtcs(session: Session, deadline: Deadline) -> dict[str, Any]:
 def adapter_voltage(session: Session, deadline: Deadline) -> float:
     """The voltage at the OBD connector (ATRV), volts; works with the car off."""
     reply = session.at("ATRV", deadline.left("ATRV"))[-1]
-    try:
-        return float(reply.upper().removesuffix("V").strip()[-5:])
-    except ValueError:
-        raise ObdBadResponse(f"ATRV: the adapter answered {reply!r}, not a voltage") from None
+    found = _VOLTS.search(reply)  # at the end of the line: junk may come before it
+    if found is None:
+        raise ObdBadResponse(f"ATRV: the adapter answered {reply!r}, not a voltage")
+    return float(found.group(1))
 
 
 def ignition(session: Session, deadline: Deadline) -> bool | None:

@@ -47,7 +47,8 @@ def resolve(name: str | None = None, *, mode: object = None, pid: object = None,
     """The command a user names; an unlisted mode/PID gives a raw command when ``force``."""
     if name is not None:
         if mode is not None or pid is not None:
-            raise ObdConfigError("give a command name or mode and pid, not both")
+            raise ObdConfigError("give a command name or mode and pid, not both "
+                                 "(for several commands: obd.query_many RPM SPEED)")
         key = str(name).strip().upper()
         if not obd.commands.has_name(key):
             raise ObdConfigError(f"unknown OBD command {name!r}: see obd.commands for the ones "

@@ -69,7 +69,7 @@ def check_answer(lines: list[str], command: OBDCommand, protocol: Protocol, *, s
                              f"{' | '.join(reply.frames) or 'no frames'}")
     notes = [str(negative_error(m, f"ECU {ecu_address(m, protocol)}")) for m in negative]
     if reply.garbled:
-        notes.append(f"skipped unreadable bytes: {' | '.join(reply.skipped)[:60]!r}")
+        notes.append(f"skipped unreadable bytes: {' | '.join(reply.junk)[:60]!r}")
     count = len(reply.frames) if all(len(m.frames) == 1 for m in every) else 0
     return Answer(answers, reply.frames, tuple(notes), frame_count=count)
 

@@ -8,6 +8,7 @@ a short polling slice; every wait has a deadline of its own and ends in ObdTimeo
 from __future__ import annotations
 
 import os
+import random
 import termios
 import time
 from collections.abc import Callable
@@ -25,7 +26,6 @@ log = structlog.get_logger(__name__)
 
 PROMPT = b">"
 POLL = 0.02  # seconds a single read may block: the granularity of every deadline here
-QUIET = 0.05  # seconds without a byte after a prompt before the line counts as drained
 _FIRST_BAUD_WAIT = 1.2  # the power-on baud rate gets time for a reset that may be running
 _OTHER_BAUD_WAIT = 0.3
 # What a vanished device raises: pyserial's errors, EIO, and termios calls on a dead pty.
@@ -44,6 +44,13 @@ def open_port(port: str, baudrate: int) -> serial.SerialBase:
         raise ObdAdapterGone(f"cannot open the OBD adapter at {port}: {err}") from err
 
 
+def _spaced(command: str, rng: random.Random) -> str:
+    """``command`` with 1-6 spaces after its first character and 0-5 after the others but
+    the last: never the plain spelling, one of 6^(len-1) others."""
+    gaps = [rng.randrange(1, 7)] + [rng.randrange(6) for _ in command[2:]]
+    return "".join(char + " " * gap for char, gap in zip(command, gaps, strict=False)) + command[-1]
+
+
 class ElmLink:
     """One open port to an ELM327. Not thread-safe: the connection owner's thread uses it."""
 
@@ -52,6 +59,8 @@ class ElmLink:
         self.port = port
         self.name = name
         self._clock = clock
+        self._random = random.Random()
+        self._unread = bytearray()  # read past a prompt: the start of the next reply
         if port.timeout != POLL:
             port.timeout = POLL  # python-OBD opened it with 10 s: our deadlines rule instead
         if port.write_timeout is None:
@@ -80,20 +89,24 @@ class ElmLink:
             raise ObdAdapterGone(f"the OBD adapter at {self.name} is gone: {err}") from err
 
     def read_reply(self, deadline: float, what: str) -> bytes:
-        """Bytes up to (without) the next prompt; ObdTimeout at ``deadline``."""
-        buffer = bytearray()
+        """Bytes up to (without) the next prompt; ObdTimeout at ``deadline``. Bytes after
+        the prompt (the next reply, when two came at once) are kept for the next call."""
+        buffer, self._unread = self._unread, bytearray()
         while PROMPT not in buffer:
             if self._clock() >= deadline:
+                self._unread = buffer
                 raise ObdTimeout(f"{what}: the OBD adapter at {self.name} did not answer in "
                                  f"time (got {bytes(buffer)[:60]!r})")
             buffer += self.read_some(deadline)
         reply, _, rest = bytes(buffer).partition(PROMPT)
-        if rest.strip():
-            log.warning("obd.bytes_after_prompt", port=self.name, extra=rest[:40].hex())
+        self._unread = bytearray(rest)
         return reply
 
     def discard_input(self) -> None:
         """Drop whatever the adapter sent that nobody asked for."""
+        if self._unread.strip():
+            log.info("obd.stale_bytes_dropped", port=self.name, count=len(self._unread))
+        self._unread = bytearray()
         try:
             self.port.reset_input_buffer()
         except PORT_ERRORS as err:
@@ -109,25 +122,26 @@ class ElmLink:
         return split_lines(self.read_reply(deadline, command))
 
     def sync(self, timeout: float) -> None:
-        """Bring the line to a known state: echo off, stale replies (such as a late ATZ
-        banner) read and dropped, nothing left unread. ObdTimeout if it never settles."""
-        deadline = self._clock() + timeout
-        self.discard_input()
-        self.write(b"ATE0\r")
-        while True:
-            lines = split_lines(self.read_reply(deadline, "ATE0"))
-            if lines and lines[-1].endswith("OK"):
-                break
-            log.info("obd.stale_reply_dropped", port=self.name, lines=lines[:4])
-        self.drain(deadline)
+        """Bring the line to a known state: every stale reply (such as a late ATZ banner, or
+        the answer to a command someone else sent) read and dropped, echo off.
 
-    def drain(self, deadline: float) -> None:
-        """Read until the line has been quiet for a moment (or ``deadline``)."""
-        while self._clock() < deadline:
-            extra = self.read_some(min(deadline, self._clock() + QUIET))
-            if not extra:
-                return
-            log.info("obd.stale_bytes_dropped", port=self.name, count=len(extra))
+        "OK" cannot tell our reply from a stale one, so the marker is the echo of a command
+        spelt with a random pattern of spaces (which the ELM327 ignores): ATE1, then ATE1
+        spelt so, then ATE0. ObdTimeout if the adapter never answers.
+        """
+        deadline = self._clock() + timeout
+        marker = _spaced("ATE1", self._random)
+        self.discard_input()
+        self.write(b"ATE1\r" + marker.encode("ascii") + b"\r")
+        while True:
+            lines = split_lines(self.read_reply(deadline, "ATE1"))
+            if any(line.endswith(marker) for line in lines):
+                break
+            if lines not in (["OK"], ["ATE1", "OK"]):  # else: the plain ATE1's own reply
+                log.info("obd.stale_reply_dropped", port=self.name, lines=lines[:4])
+        lines = self.exchange("ATE0", max(deadline - self._clock(), POLL))
+        if not lines or not lines[-1].endswith("OK"):
+            raise ObdTimeout(f"the OBD adapter at {self.name} did not accept ATE0: {lines}")
 
     def detect_baudrate(self) -> int:
         """The baud rate the adapter answers at (python-OBD's order); ObdTimeout if none."""
@@ -148,6 +162,12 @@ class ElmLink:
 
     def close(self) -> None:
         """Close the port (no ATZ: a reset reply arriving late is what trips the next user)."""
+        # pyserial's socket:// close() skips closing the socket when shutdown() fails, as
+        # it does once the peer has gone: without this, every lost Wi-Fi adapter leaks a
+        # file descriptor.
+        sock = getattr(self.port, "_socket", None)
+        if sock is not None:
+            sock.close()
         try:
             self.port.close()
         except PORT_ERRORS as err:

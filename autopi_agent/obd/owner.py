@@ -2,9 +2,10 @@
 
 Every request carries a deadline: the caller waits at most that long and gets ObdTimeout,
 whatever the adapter does. The owner connects lazily on first use (or at once with
-``start(connect=True)``), and after losing the adapter or the car retries with a doubling
-wait (``reconnect_min`` .. ``reconnect_max``); a request during that wait fails at once with
-the last error, unless the adapter's device has just reappeared.
+``start(connect=True)``). After losing the adapter it retries on its own with a doubling
+wait (``reconnect_min`` .. ``reconnect_max``); the car (ignition off) is retried on the
+same schedule but only when a request needs it. A request during a wait fails at once
+with the last error, unless the adapter's device has just reappeared.
 """
 
 from __future__ import annotations
@@ -195,17 +196,12 @@ class ObdOwner:
 
     def _next_job(self) -> _Job | None:
         timeout = None
-        if self._retrying and self._state != OwnerState.CAR:
-            timeout = max(0.0, self._next_retry() - time.monotonic())
+        if self._retrying and self._session is None:
+            timeout = max(0.0, self._adapter_backoff.next_at - time.monotonic())
         try:
             return self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
-
-    def _next_retry(self) -> float:
-        if self._session is None:
-            return self._adapter_backoff.next_at
-        return self._car_backoff.next_at
 
     def _serve(self, job: _Job) -> None:
         deadline = Deadline(job.deadline, self.settings.timeout)
@@ -227,6 +223,20 @@ class ObdOwner:
             job.future.set_exception(err)
         else:
             job.future.set_result(result)
+        finally:
+            self._follow(session)
+
+    def _follow(self, session: Session) -> None:
+        """Keep the state in step with what a piece of work did to the car connection
+        (obd.protocol switches protocols, and may lose the car doing it)."""
+        if session is not self._session:
+            return
+        if self._state == OwnerState.CAR and not session.car_connected:
+            self._state = OwnerState.ADAPTER
+        elif self._state == OwnerState.ADAPTER and session.car_connected:
+            self._state = OwnerState.CAR
+            self._car_backoff.succeeded()
+            self._last_error = None
 
     def _ready(self, job: _Job, deadline: Deadline) -> Session:
         """The session ``job`` needs: connected (and resynced), with the car if asked."""
@@ -330,16 +340,12 @@ class ObdOwner:
         self._grains = {}
 
     def _retry_in_background(self) -> None:
-        if time.monotonic() < self._next_retry():
+        """Look for a lost adapter. The car is only looked for when a request needs it:
+        polling a parked car's bus would keep its ECUs awake and drain its battery."""
+        if self._session is not None or time.monotonic() < self._adapter_backoff.next_at:
             return
         deadline = Deadline(time.monotonic() + self.settings.connect_timeout, self.settings.timeout)
         try:
-            if self._session is None:
-                self._connect(deadline)
-            elif not self._session.car_connected:
-                self._reach_car(self._session, deadline)
-        except (ObdAdapterGone, ObdTimeout) as err:
-            if self._session is not None:
-                self._lose(err)
+            self._connect(deadline)
         except ObdError:
             pass  # recorded by _fail; the next attempt waits for its backoff

@@ -54,18 +54,19 @@ _STATUS: tuple[tuple[str, type[ObdError], str], ...] = (
 @dataclass(frozen=True, slots=True)
 class ElmReply:
     """What one reply held: ``frames`` as hex without spaces, in arrival order; ``status``
-    the adapter's status lines; ``skipped`` junk, echo and progress lines; ``pending`` how
-    many 'response pending' (7F xx 78) frames were dropped."""
+    the adapter's status lines; ``junk`` unreadable bytes that were skipped; ``pending``
+    how many 'response pending' (7F xx 78) frames were dropped. Echo and progress lines
+    (``SEARCHING...``) are left out."""
 
     frames: tuple[str, ...]
     status: tuple[str, ...] = ()
-    skipped: tuple[str, ...] = ()
+    junk: tuple[str, ...] = ()
     pending: int = 0
 
     @property
     def garbled(self) -> bool:
         """True when junk bytes were skipped (a noisy line or a wrong baud rate)."""
-        return any(line not in _PROGRESS for line in self.skipped)
+        return bool(self.junk)
 
 
 def split_lines(raw: bytes) -> list[str]:
@@ -116,17 +117,16 @@ def parse_reply(lines: list[str], *, echo: str = "") -> ElmReply:
     command sent, in case the adapter echoes it)."""
     frames: list[str] = []
     status: list[str] = []
-    skipped: list[str] = []
+    junk: list[str] = []
     pending = 0
     for line in lines:
         if line.replace(" ", "") == echo.replace(" ", "") or line in _PROGRESS:
-            skipped.append(line)
             continue
         found_frame = _frame_in(line)
         if found_frame is not None:
-            frame, junk = found_frame
-            if junk.strip():
-                skipped.append(junk)
+            frame, before = found_frame
+            if before.strip():
+                junk.append(before)
             if is_response_pending(frame):
                 pending += 1
             else:
@@ -136,8 +136,8 @@ def parse_reply(lines: list[str], *, echo: str = "") -> ElmReply:
         if found_status is not None:
             status.append(found_status)
         else:
-            skipped.append(line)
-    return ElmReply(tuple(frames), tuple(status), tuple(skipped), pending)
+            junk.append(line)
+    return ElmReply(tuple(frames), tuple(status), tuple(junk), pending)
 
 
 def raise_for_status(reply: ElmReply, what: str) -> None:
@@ -149,5 +149,5 @@ def raise_for_status(reply: ElmReply, what: str) -> None:
             raise error(f"{what}: {message}")
     if reply.garbled:
         raise ObdBadResponse(f"{what}: the adapter sent only unreadable bytes "
-                          f"({' | '.join(reply.skipped)[:80]!r}): check the baud rate and wiring")
+                          f"({' | '.join(reply.junk)[:80]!r}): check the baud rate and wiring")
     raise ObdNoData(f"{what}: the adapter answered nothing (an empty reply)")

@@ -22,15 +22,17 @@ from obd.protocols.protocol import Message, Protocol
 
 from autopi_agent.obd.errors import (
     ObdBadResponse,
+    ObdBusError,
     ObdError,
     ObdNoData,
     ObdTimeout,
+    ObdUnableToConnect,
     ObdUnsupported,
 )
 from autopi_agent.obd.frames import Answer, check_answer, ecu_address
 from autopi_agent.obd.link import ElmLink, open_port
 from autopi_agent.obd.replies import parse_reply, raise_for_status
-from autopi_agent.obd.settings import AUTO, ObdSettings
+from autopi_agent.obd.settings import AUTO, BAUDRATES, ObdSettings
 
 __all__ = ["Answer", "Deadline", "Session", "probe"]
 
@@ -103,7 +105,6 @@ class Session:
         self.adapter_version = ""
         self.protocol: Protocol | None = None
         self.supported: dict[int, frozenset[int]] = {}
-        self.fell_back = False
         self.connected_at = time.time()
         self.vin: str | None = None
         self.vin_raw = ""
@@ -117,16 +118,25 @@ class Session:
         baud = probe(settings, min(timeout, settings.timeout))
         log.info("obd.connecting", port=settings.port, baudrate=baud or None,
                  protocol=settings.protocol)
-        connection = obd.OBD(portstr=settings.port, baudrate=baud or None,
+        # A URL has no baud rate, but None would make python-OBD probe for one.
+        connection = obd.OBD(portstr=settings.port, baudrate=baud or BAUDRATES[0],
                              protocol=None if settings.protocol == AUTO else settings.protocol,
                              fast=False, timeout=0.1, check_voltage=False)
         if connection.status() == OBDStatus.NOT_CONNECTED:
             raise ObdBadResponse(f"the OBD adapter at {settings.port} answered the probe but not "
                                  "python-OBD's initialisation (ATZ, ATE0, ATH1, ATL0): a noisy "
                                  "line or an adapter that is not an ELM327")
-        link = ElmLink(_python_obd_port(connection), settings.port)
+        try:
+            link = ElmLink(_python_obd_port(connection), settings.port)
+        except ObdError:
+            connection.close()
+            raise
         session = cls(settings, connection, link, baud)
-        session.adapter_version = " ".join(session.at("ATI"))
+        try:
+            session.adapter_version = " ".join(session.at("ATI"))
+        except ObdError:
+            session.close()
+            raise
         return session
 
     # ------------------------------------------------------------ the car
@@ -156,28 +166,35 @@ class Session:
         if protocol is not None:
             self.at(f"ATSP{protocol}" if protocol != AUTO else "ATSP0")
         try:
-            frames = self._first_contact(timeout)
-        except ObdError:
+            lines = self._first_contact(timeout)
+        except (ObdUnableToConnect, ObdBusError, ObdNoData):
             if protocol not in (None, AUTO) or self.settings.protocol == AUTO:
                 raise
             log.info("obd.protocol_fallback", configured=self.settings.protocol)
             self.at("ATSP0")
-            self.fell_back = True
-            frames = self._first_contact(timeout)
+            lines = self._first_contact(timeout)
         number = self.at("ATDPN")[-1].removeprefix("A")
         parser = ELM327._SUPPORTED_PROTOCOLS.get(number)
         if parser is None:
             raise ObdUnsupported(f"the car speaks ELM protocol {number!r}, which python-OBD "
                                  "cannot parse")
-        self.protocol = parser(list(frames))
+        candidate = parser(parse_reply(lines, echo="0100").frames)
+        check_answer(lines, obd.commands.PIDS_A, candidate, sent="0100",
+                     what="connecting to the car (0100)")
+        self.protocol = candidate
         self.supported = self._read_supported()
         log.info("obd.car_connected", protocol=number, supported=self.supported_count)
 
-    def _first_contact(self, timeout: float) -> tuple[str, ...]:
+    @property
+    def fell_back(self) -> bool:
+        """True when the car answers on another protocol than the configured one."""
+        configured = self.settings.protocol
+        return self.car_connected and configured != AUTO and self.protocol_id != configured
+
+    def _first_contact(self, timeout: float) -> list[str]:
         lines = self.link.exchange("0100", timeout)
-        reply = parse_reply(lines, echo="0100")
-        raise_for_status(reply, "connecting to the car (0100)")
-        return reply.frames
+        raise_for_status(parse_reply(lines, echo="0100"), "connecting to the car (0100)")
+        return lines
 
     def _read_supported(self) -> dict[int, frozenset[int]]:
         supported: dict[int, frozenset[int]] = {}
@@ -256,13 +273,13 @@ class Session:
             answer = check_answer(self.link.exchange(sent, timeout), command, self.protocol,
                                   sent=sent, what=what)
         except (ObdNoData, ObdBadResponse) as err:
-            if count is None:
+            if count is None and isinstance(err, ObdBadResponse):
                 raise
-            # It answered before. With adaptive timing (ATAT1) the adapter waits ~3x the
-            # usual response time, which a busy ECU can miss; and the count digit may be
-            # out of date. One more try, without the count.
-            log.info("obd.retry_without_count", command=sent, error=err.kind)
-            del self._frame_counts[key]
+            # With adaptive timing (ATAT1) the adapter waits only ~3x the usual response
+            # time, which a busy ECU can miss; and a count digit may be out of date. One
+            # more try, without the count (a silent ECU costs one more wait of ~30-200 ms).
+            log.info("obd.retry", command=sent, error=err.kind)
+            self._frame_counts.pop(key, None)
             answer = check_answer(self.link.exchange(text, timeout), command, self.protocol,
                                   sent=text, what=what)
         if answer.frame_count and answer.frame_count < 10:

@@ -47,9 +47,9 @@ def _positive(value: float) -> str | None:
 
 
 OBD_SCHEMA: tuple[Field, ...] = (
-    Field("port", "str", "/dev/serial0",
-          "The adapter: a serial device (/dev/serial0, /dev/ttyUSB0), a pty, or "
-          "socket://HOST:PORT for a Wi-Fi adapter. Empty turns OBD support off."),
+    Field("port", "str", "",
+          "The adapter: a serial device (/dev/serial0 on the dongle, /dev/ttyUSB0), a pty, "
+          "or socket://HOST:PORT for a Wi-Fi adapter. Empty (the default) turns OBD off."),
     Field("baudrate", "int", 0,
           "Serial speed; 0 detects it (38400, 9600, 230400, 115200, 57600, 19200).",
           check=_baudrate),
@@ -77,7 +77,7 @@ OBD_SCHEMA: tuple[Field, ...] = (
 class ObdSettings:
     """Validated ``obd:`` settings (see OBD_SCHEMA for each field's meaning)."""
 
-    port: str = "/dev/serial0"
+    port: str = ""
     baudrate: int = 0
     protocol: str = AUTO
     timeout: float = 5.0

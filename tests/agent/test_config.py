@@ -41,7 +41,8 @@ def test_defaults() -> None:
     assert opts["cmd_enabled"] is False
     assert opts["master_finger"] == ""
     assert opts["acceptance_wait_time_max"] == 0
-    assert opts["grains"] == {} and opts["schedule"] == {} and opts["obd"] == {}
+    assert opts["grains"] == {} and opts["schedule"] == {}
+    assert opts["obd"]["port"] == ""  # no adapter unless configured: the OBD owner stays off
     assert (opts["recon_default"], opts["recon_max"]) == (1000, 10000)
     assert opts["heartbeat_interval"] == 15 and opts["heartbeat_timeout"] == 45
     assert opts["keysize"] == 2048 and opts["job_timeout"] == 300
