@@ -1,4 +1,4 @@
-"""`make demo`: a cloud-master and an agent on this machine, the key accepted, jobs run.
+"""`make demo`: a simulated car, a cloud-master and an agent: enrolment, OBD jobs, a state, telemetry.
 
 Everything lives under a temporary directory with its own ports on 127.0.0.1; both daemons
 are stopped at the end (or on Ctrl-C). The commands are printed as you would type them.
@@ -6,6 +6,7 @@ are stopped at the end (or on Ctrl-C). The commands are printed as you would typ
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -60,25 +61,55 @@ def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, stdout=out, stderr=out, cwd=REPO, start_new_session=True)
 
 
+def demo_trees(root: Path) -> tuple[Path, Path]:
+    """A state tree that installs a logger settings file, and per-car pillar."""
+    srv, pillar = root / "srv", root / "pillar"
+    (srv / "car").mkdir(parents=True)
+    pillar.mkdir()
+    (srv / "top.sls").write_text("base:\n  'car-*':\n    - car.settings\n")
+    (srv / "car" / "settings.sls").write_text(
+        "logger settings:\n  file.managed:\n"
+        f"    - name: {root}/agent/etc/logger.yaml\n"
+        "    - source: salt://car/logger.yaml.j2\n    - template: jinja\n    - makedirs: true\n")
+    (srv / "car" / "logger.yaml.j2").write_text(
+        "# installed by the cloud master\nvehicle: {{ pillar['vehicle'] }}\n"
+        "pids: {{ pillar['pids'] | join(', ') }}\n")
+    (pillar / "top.sls").write_text("base:\n  'car-0001':\n    - car1\n")
+    (pillar / "car1.sls").write_text("vehicle: demo sedan\npids: [RPM, SPEED, COOLANT_TEMP]\n")
+    return srv, pillar
+
+
 def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="autopi-demo-"))
     master_cfg = root / "master.yaml"
     agent_cfg = root / "agent.yaml"
     ret_port, pub_port = free_port(), free_port()
+    srv, pillar = demo_trees(root)
     master_cfg.write_text(yaml.safe_dump({
         "interface": "127.0.0.1", "ret_port": ret_port, "publish_port": pub_port,
-        "root_dir": str(root / "master"), "log_format": "json"}))
-    agent_cfg.write_text(yaml.safe_dump({
-        "id": "car-0001", "master": "127.0.0.1", "master_port": ret_port,
-        "publish_port": pub_port, "root_dir": str(root / "agent"), "log_format": "json",
-        "acceptance_wait_time": 1, "grains": {"fleet": "demo", "vehicle": "VW Golf 2019"}}))
+        "root_dir": str(root / "master"), "log_format": "json",
+        "file_roots": {"base": [str(srv)]}, "pillar_roots": {"base": [str(pillar)]}}))
     procs: list[subprocess.Popen[bytes]] = []
     try:
+        say("A simulated car: ECUs on a CAN bus, an ELM327 adapter on a pty (hil/)")
+        info = root / "car.json"
+        procs.append(start([sys.executable, "-m", "hil", "run", "--scenario", "city-drive",
+                            "--tcp-port", "-1", "--info-file", str(info)], root / "car.log"))
+        wait_until(info.exists, "the simulated car")
+        car = json.loads(info.read_text())
+        print(f"adapter on {car['pty']}", flush=True)
+        agent_cfg.write_text(yaml.safe_dump({
+            "id": "car-0001", "master": "127.0.0.1", "master_port": ret_port,
+            "publish_port": pub_port, "root_dir": str(root / "agent"), "log_format": "json",
+            "acceptance_wait_time": 1, "grains": {"fleet": "demo"},
+            "obd": {"port": car["pty"], "baudrate": 38400},
+            "loggers": {"engine": {"pids": ["RPM", "SPEED", "COOLANT_TEMP", "ENGINE_LOAD"],
+                                   "interval": 1}}}))
         say(f"A cloud master on 127.0.0.1:{pub_port}/{ret_port} (state in {root})")
         procs.append(start([sys.executable, "-m", "cloud_master.cli", "-c", str(master_cfg),
                             "serve"], root / "master.log"))
         wait_until(lambda: (root / "master" / "run" / "master-control.ipc").exists(), "the master")
-        say("An agent (the car dongle) starts and asks to enrol")
+        say("The dongle's agent starts and asks to enrol")
         procs.append(start([sys.executable, "-m", "autopi_agent.cli", "-c", str(agent_cfg),
                             "serve"], root / "agent.log"))
         wait_until(lambda: (root / "master" / "pki" / "master" / "minions_pre" / "car-0001").exists(),
@@ -92,20 +123,30 @@ def main() -> int:
             [sys.executable, "-m", "cloud_master.cli", "-c", str(master_cfg), "run", "*",
              "test.ping", "--out", "json", "--timeout", "2"], capture_output=True, text=True,
             cwd=REPO).stdout, "the agent to answer")
-        say("Remote jobs")
+        say("Remote jobs, answered by the car")
         shell("cloud-master", master_cfg, "run", "*", "test.ping")
-        shell("cloud-master", master_cfg, "run", "car-*", "grains.get", "os", "--out", "json")
-        shell("cloud-master", master_cfg, "run", "-G", "fleet:demo", "grains.item", "vehicle",
-              "kernelrelease")
-        shell("cloud-master", master_cfg, "run", "car-0001", "test.echo", "hello from the cloud")
-        shell("cloud-master", master_cfg, "run", "car-0001", "sys.list_functions", "test",
-              "--out", "table")
+        shell("cloud-master", master_cfg, "run", "car-0001", "obd.query", "RPM")
+        shell("cloud-master", master_cfg, "run", "car-0001", "obd.query", "SPEED", "--out", "json")
+        shell("cloud-master", master_cfg, "run", "car-0001", "obd.vin")
+        shell("cloud-master", master_cfg, "run", "-G", "fleet:demo", "obd.query_many", "COOLANT_TEMP",
+              "ENGINE_LOAD", "--out", "table")
         shell("cloud-master", master_cfg, "run", "car-0001", "nope.missing", check=False)
+        say("A state from the master: a settings file rendered with this car's pillar")
+        shell("cloud-master", master_cfg, "run", "car-0001", "state.apply")
+        print((root / "agent" / "etc" / "logger.yaml").read_text(), flush=True)
+        say("Telemetry from the agent's logger, stored on the master")
+        time.sleep(4)
+        shell("cloud-master", master_cfg, "telemetry", "latest")
+        shell("cloud-master", master_cfg, "telemetry", "export", "car-0001", "RPM", "SPEED",
+              "--since", "5m", "--format", "csv", "-o", str(root / "trip.csv"))
+        plot = ["telemetry", "plot", "car-0001", "RPM", "SPEED", "--since", "5m", "-o",
+                str(root / "trip.png")]
+        shell("cloud-master", master_cfg, *plot, check=False)
         say("The job cache")
-        shell("cloud-master", master_cfg, "jobs", "list")
+        shell("cloud-master", master_cfg, "jobs", "list", "--limit", "5")
         say("A local call on the dongle, no master needed")
         shell("autopi-agent", agent_cfg, "call", "test.version")
-        say(f"Done. Logs: {root}/master.log, {root}/agent.log")
+        say(f"Done. Logs and the trip export in {root}")
         return 0
     finally:
         for proc in reversed(procs):
