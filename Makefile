@@ -6,7 +6,7 @@ SALT_VENV := .cache/salt-venv
 SALT_VERSION := 3008.4
 STAMP := $(VENV)/.installed
 
-.PHONY: venv salt-peer test test-fast demo bench lint clean
+.PHONY: venv salt-peer test test-fast demo bench lint clean image
 
 venv: $(STAMP)
 
@@ -39,6 +39,10 @@ bench: venv salt-peer
 lint: venv
 	$(VENV)/bin/ruff check autopi_proto autopi_common autopi_agent cloud_master hil tests
 	$(VENV)/bin/mypy
+
+# The SD-card image (needs pi-gen's requirements: see image/README.md).
+image:
+	image/build.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache

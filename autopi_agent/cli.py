@@ -24,7 +24,8 @@ EPILOG = """examples:
 
 def _config_option(parser: argparse.ArgumentParser, top: bool) -> None:
     kwargs: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
-    parser.add_argument("-c", "--config", metavar="FILE", help="agent config file (YAML)",
+    parser.add_argument("-c", "--config", metavar="FILE",
+                        help="agent config file (YAML); default $AUTOPI_AGENT_CONFIG, else /etc/autopi-agent/agent.yaml when it exists",
                         **kwargs)
     parser.add_argument("--log-level", metavar="LEVEL", help="override log_level", **kwargs)
 
@@ -59,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def default_config() -> str | None:
+    """Like salt-call: the system's config when none is named (or the environment's)."""
+    import os
+
+    named = os.environ.get("AUTOPI_AGENT_CONFIG")
+    if named:
+        return named
+    return "/etc/autopi-agent/agent.yaml" if os.path.exists("/etc/autopi-agent/agent.yaml") else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
@@ -70,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         overrides = {"log_level": ns.log_level} if ns.log_level else None
-        opts = load_agent_config(ns.config, overrides)
+        opts = load_agent_config(ns.config or default_config(), overrides)
     except ConfigError as err:
         print(f"autopi-agent: {err}", file=sys.stderr)
         return EXIT_USAGE

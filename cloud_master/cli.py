@@ -31,7 +31,8 @@ EPILOG = """examples:
 def _config_option(parser: argparse.ArgumentParser, top: bool) -> None:
     # Accepted before or after the verb; the subparser copy must not reset the top one.
     kwargs: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
-    parser.add_argument("-c", "--config", metavar="FILE", help="master config file (YAML)",
+    parser.add_argument("-c", "--config", metavar="FILE",
+                        help="master config file (YAML); default $CLOUD_MASTER_CONFIG, else /etc/cloud-master/master.yaml when it exists",
                         **kwargs)
     parser.add_argument("--log-level", metavar="LEVEL", help="override log_level", **kwargs)
 
@@ -99,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def default_config() -> str | None:
+    """Like salt-call: the system's config when none is named (or the environment's)."""
+    import os
+
+    named = os.environ.get("CLOUD_MASTER_CONFIG")
+    if named:
+        return named
+    return "/etc/cloud-master/master.yaml" if os.path.exists("/etc/cloud-master/master.yaml") else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
@@ -110,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         overrides = {"log_level": ns.log_level} if ns.log_level else None
-        opts = load_master_config(ns.config, overrides)
+        opts = load_master_config(ns.config or default_config(), overrides)
     except ConfigError as err:
         print(f"cloud-master: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -120,3 +120,12 @@ def test_masterless_state_apply_and_show_lowstate(tmp_path: Path) -> None:
     assert (target / "logger.yaml").read_text().strip() == "rpm_every: 1"
     again = cli("autopi_agent.cli", "-c", str(config), "call", "--local", *roots, "state.apply")
     assert "Succeeded: 1" in again.stdout and "changed=1" not in again.stdout
+
+
+def test_agent_config_from_environment(tmp_path: Path) -> None:
+    config = write_yaml(tmp_path / "agent.yaml", {"id": "car-0001", "root_dir": str(tmp_path),
+                                                  "grains": {"fleet": "north"}})
+    proc = subprocess.run([sys.executable, "-m", "autopi_agent.cli", "call", "grains.get", "fleet"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**ENV, "AUTOPI_AGENT_CONFIG": str(config)})
+    assert proc.returncode == 0 and "north" in proc.stdout

@@ -16,6 +16,7 @@ import structlog
 import zmq
 import zmq.asyncio
 
+from autopi_agent import sdnotify
 from autopi_agent.grains import core as grains_core
 from autopi_agent.keys import MasterKeyCache, MinionKeys
 from autopi_agent.minion.context import AgentContext
@@ -117,9 +118,18 @@ class Agent:
         return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout + 5)
 
     async def run(self) -> None:
-        """Authenticate, then serve publishes until ``stop()``."""
+        """Authenticate, then serve publishes until ``stop()``.
+
+        Under systemd (Type=notify) READY=1 goes out as soon as the loop runs: a car that
+        is offline, or whose key is still pending, must not hold up the boot. WATCHDOG=1
+        is sent from this loop, so a stalled loop gets the agent restarted.
+        """
         self._loop = asyncio.get_running_loop()
         try:
+            sdnotify.notify(f"READY=1\nSTATUS=authenticating with {self.link.address}")
+            interval = sdnotify.watchdog_interval()
+            if interval is not None:
+                self._spawn(sdnotify.keep_alive(interval))
             if self.obd is not None:
                 self.obd.start(connect=True)
             # Scheduled jobs and loggers run offline too: their output waits in the spool.
@@ -132,9 +142,11 @@ class Agent:
             self._sending = self._spawn(self.sender.run())
             self._spawn(self._announce())
             self.ready.set()
+            sdnotify.notify(f"STATUS=connected to {self.link.address}")
             log.info("agent.ready", minion=self.minion_id, master=self.link.address)
             await self._serve()
         finally:
+            sdnotify.notify("STOPPING=1")
             await self._shutdown()
 
     def stop(self) -> None:
