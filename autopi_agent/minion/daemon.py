@@ -25,7 +25,6 @@ from autopi_agent.minion.loggers import LoggerSet, SpoolSink, VehicleGate
 from autopi_agent.minion.schedule import Scheduler
 from autopi_agent.minion.schedule_book import ScheduleBook
 from autopi_agent.minion.sender import Sender
-from autopi_agent.obd.owner import ObdOwner
 from autopi_agent.obd.settings import ObdSettings
 from autopi_agent.returners import Returners, extra_names
 from autopi_agent.spool import Spool
@@ -69,8 +68,12 @@ class Agent:
         self.context.services["master_call"] = self.master_call
         self._loop: asyncio.AbstractEventLoop | None = None
         obd_settings = ObdSettings.from_opts(opts.get("obd"))
-        self.obd = ObdOwner(obd_settings, on_connect=self._car_grains) if obd_settings.enabled else None
-        if self.obd is not None:
+        self.obd: Any = None
+        if obd_settings.enabled:
+            # python-OBD (with pint and numpy) costs ~200 ms and ~20 MiB: only with an adapter.
+            from autopi_agent.obd.owner import ObdOwner
+
+            self.obd = ObdOwner(obd_settings, on_connect=self._car_grains)
             self.context.services["obd"] = self.obd
         self.returners = Returners(self.context)
         self.context.services["send_return"] = self.send_return

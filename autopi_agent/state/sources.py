@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -20,11 +20,11 @@ from autopi_agent.fileclient import FileClient, LocalFileClient, RemoteFileClien
 from autopi_agent.minion.context import AgentContext, WithRetcode
 from autopi_agent.minion.errors import CommandExecutionError, UnknownFunctionError
 from autopi_common.fsutil import ensure_dir, write_atomic
-from autopi_common.sls.jinja import SaltFunctions
-from autopi_common.sls.pillar import PillarRenderer
-from autopi_common.sls.roots import FileRoots
 from autopi_proto import codec
 from autopi_proto.errors import DecodeError
+
+if TYPE_CHECKING:  # Jinja2 loads only when something is rendered: the agent starts faster.
+    from autopi_common.sls.jinja import SaltFunctions
 
 __all__ = ["LocalPillar", "PillarSource", "cached_pillar", "fileclient_for", "functions_for",
            "local_services", "pillar_for", "refresh_pillar"]
@@ -46,6 +46,9 @@ class LocalPillar:
     """Pillar from local ``pillar_roots`` (masterless use)."""
 
     def __init__(self, pillar_roots: Mapping[str, Sequence[str | Path]]) -> None:
+        from autopi_common.sls.pillar import PillarRenderer
+        from autopi_common.sls.roots import FileRoots
+
         self.renderer = PillarRenderer(FileRoots(pillar_roots))
 
     def compile(self, minion_id: str, grains: Mapping[str, Any],
@@ -163,5 +166,7 @@ def functions_for(ctx: AgentContext) -> SaltFunctions:
             value = ctx.call(name, *args, **kwargs)
             return value.ret if isinstance(value, WithRetcode) else value
         return call
+
+    from autopi_common.sls.jinja import SaltFunctions
 
     return SaltFunctions(lookup, ctx.loader.list_functions)
