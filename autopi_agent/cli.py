@@ -25,7 +25,8 @@ EPILOG = """examples:
 def _config_option(parser: argparse.ArgumentParser, top: bool) -> None:
     kwargs: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     parser.add_argument("-c", "--config", metavar="FILE",
-                        help="agent config file (YAML); default $AUTOPI_AGENT_CONFIG, else /etc/autopi-agent/agent.yaml when it exists",
+                        help="agent config file (YAML); default: $AUTOPI_AGENT_CONFIG, "
+                             "else /etc/autopi-agent/agent.yaml if it exists",
                         **kwargs)
     parser.add_argument("--log-level", metavar="LEVEL", help="override log_level", **kwargs)
 

@@ -32,7 +32,8 @@ def _config_option(parser: argparse.ArgumentParser, top: bool) -> None:
     # Accepted before or after the verb; the subparser copy must not reset the top one.
     kwargs: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     parser.add_argument("-c", "--config", metavar="FILE",
-                        help="master config file (YAML); default $CLOUD_MASTER_CONFIG, else /etc/cloud-master/master.yaml when it exists",
+                        help="master config file (YAML); default: $CLOUD_MASTER_CONFIG, "
+                             "else /etc/cloud-master/master.yaml if it exists",
                         **kwargs)
     parser.add_argument("--log-level", metavar="LEVEL", help="override log_level", **kwargs)
 

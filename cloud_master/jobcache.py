@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +64,8 @@ class JobCache(Protocol):
     def save_job(self, job: Job) -> None: ...
 
     def save_return(self, ret: Return) -> bool: ...
+
+    def save_returns(self, returns: Sequence[Return]) -> list[bool]: ...
 
     def get_job(self, jid: str) -> JobRecord | None: ...
 
@@ -198,13 +200,20 @@ class SqliteJobCache:
 
     def save_return(self, ret: Return) -> bool:
         """Store a return; False when (jid, minion) was already stored (a resend)."""
-        row = (ret.jid, ret.minion_id, ret.fun, encode_value(ret.ret), int(ret.retcode),
-               int(bool(ret.success)), ret.received)
+        return self.save_returns([ret])[0]
+
+    def save_returns(self, returns: Sequence[Return]) -> list[bool]:
+        """Store many returns in one transaction (one fsync); per return, False for a resend."""
+        stored = []
         with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO returns (jid, minion_id, fun, ret, retcode, success, "
-                "received) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
-            return cursor.rowcount == 1
+            for ret in returns:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO returns (jid, minion_id, fun, ret, retcode, success, "
+                    "received) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (ret.jid, ret.minion_id, ret.fun, encode_value(ret.ret), int(ret.retcode),
+                     int(bool(ret.success)), ret.received))
+                stored.append(cursor.rowcount == 1)
+        return stored
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._lock:

@@ -94,6 +94,8 @@ class Master:
         sock_dir = ensure_dir(self.opts["sock_dir"], 0o700)
         os.chmod(sock_dir, 0o700)
         self.control = self._socket(zmq.ROUTER)
+        # A ROUTER drops what exceeds its send limit: a job's returns must all reach the CLI.
+        self.control.setsockopt(zmq.SNDHWM, 0)
         self.control.bind(control_address(self.opts))
         self.events.bind(self.ctx, events_address(self.opts))
         log.info("master.listening", interface=host, ret_port=self.opts["ret_port"],
@@ -106,6 +108,7 @@ class Master:
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 45000)
         sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
         sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 30)
+        sock.setsockopt(zmq.BACKLOG, 1024)  # a fleet reconnecting after a restart
         return sock
 
     async def serve(self) -> None:

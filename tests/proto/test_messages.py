@@ -195,3 +195,21 @@ def test_garbage_frames_are_decode_errors(frame: bytes) -> None:
 def test_oversized_frame_refused_before_decoding() -> None:
     with pytest.raises(DecodeError, match="exceeds"):
         codec.unpackb(b"\x00" * 1001, max_size=1000)
+
+
+def test_token_cache_is_bound_to_the_key_object() -> None:
+    session, tok = sessions()
+    cache: dict[tuple[str, bytes], rsa.RSAPublicKey] = {}
+    minion_pub = MINION.public_key()
+
+    def request() -> dict[str, object]:
+        return messages.aes_request({}, minion_id="car-0001", session=session, tok=tok,
+                                    nonce=messages.new_nonce())
+
+    messages.open_aes_request(request(), session_for=lambda _id: session,
+                              pub_for=lambda _id: minion_pub, verified=cache)
+    assert cache[("car-0001", tok)] is minion_pub
+    # The key on file changed (deleted and re-accepted with another key): checked again.
+    with pytest.raises(AuthenticationError, match="token"):
+        messages.open_aes_request(request(), session_for=lambda _id: session,
+                                  pub_for=lambda _id: OTHER.public_key(), verified=cache)
