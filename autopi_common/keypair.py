@@ -51,7 +51,8 @@ def _read_private(path: Path) -> rsa.RSAPrivateKey:
             f"{stat.S_IMODE(mode):04o}); run 'chmod 400 {path}' and check it was not copied"
         )
     try:
-        return rsa.load_private(path.read_bytes())
+        # Private to us (checked above), so the costly number check can be skipped.
+        return rsa.load_private(path.read_bytes(), own=True)
     except (OSError, KeyFormatError) as err:
         raise KeyFileError(f"{path}: cannot use the private key: {err}") from err
 

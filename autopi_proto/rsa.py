@@ -72,10 +72,15 @@ def _as_bytes(pem: str | bytes) -> bytes:
     return pem.encode() if isinstance(pem, str) else pem
 
 
-def load_private(pem: str | bytes) -> RSAPrivateKey:
-    """Parse an unencrypted RSA private key in PEM."""
+def load_private(pem: str | bytes, *, own: bool = False) -> RSAPrivateKey:
+    """Parse an unencrypted RSA private key in PEM.
+
+    ``own`` skips the expensive consistency check of the key's numbers (tens of ms on a Pi):
+    only for keys this program generated and keeps in a 0400 file.
+    """
     try:
-        key = serialization.load_pem_private_key(_as_bytes(pem), password=None)
+        key = serialization.load_pem_private_key(_as_bytes(pem), password=None,
+                                                 unsafe_skip_rsa_key_validation=own)
     except (ValueError, TypeError, CryptoUnsupported) as err:
         raise KeyFormatError(f"not an RSA private key: {err}") from err
     if not isinstance(key, RSAPrivateKey):
