@@ -10,8 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from autopi_agent import __version__
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+from autopi_common.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE, ConfigSource
 
 EPILOG = """examples:
   autopi-agent -c /etc/autopi-agent/agent.yaml serve
@@ -22,13 +21,8 @@ EPILOG = """examples:
 """
 
 
-def _config_option(parser: argparse.ArgumentParser, top: bool) -> None:
-    kwargs: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
-    parser.add_argument("-c", "--config", metavar="FILE",
-                        help="agent config file (YAML); default: $AUTOPI_AGENT_CONFIG, "
-                             "else /etc/autopi-agent/agent.yaml if it exists",
-                        **kwargs)
-    parser.add_argument("--log-level", metavar="LEVEL", help="override log_level", **kwargs)
+AGENT_CONFIG = ConfigSource("agent", "AUTOPI_AGENT_CONFIG", "/etc/autopi-agent/agent.yaml")
+_config_option = AGENT_CONFIG.adder()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,16 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def default_config() -> str | None:
-    """Like salt-call: the system's config when none is named (or the environment's)."""
-    import os
-
-    named = os.environ.get("AUTOPI_AGENT_CONFIG")
-    if named:
-        return named
-    return "/etc/autopi-agent/agent.yaml" if os.path.exists("/etc/autopi-agent/agent.yaml") else None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
@@ -82,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         overrides = {"log_level": ns.log_level} if ns.log_level else None
-        opts = load_agent_config(ns.config or default_config(), overrides)
+        opts = load_agent_config(AGENT_CONFIG.resolve(ns.config), overrides)
     except ConfigError as err:
         print(f"autopi-agent: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from autopi_common.cli import EXIT_FAIL, EXIT_USAGE, ConfigSource
 from cloud_master import __version__
 
 TARGET_FLAGS = {"-G": "grain", "-L": "list", "-E": "pcre", "-C": "compound", "-P": "grain_pcre"}
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 EPILOG = """examples:
   cloud-master -c master.yaml serve
@@ -28,14 +28,8 @@ EPILOG = """examples:
 """
 
 
-def _config_option(parser: argparse.ArgumentParser, top: bool) -> None:
-    # Accepted before or after the verb; the subparser copy must not reset the top one.
-    kwargs: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
-    parser.add_argument("-c", "--config", metavar="FILE",
-                        help="master config file (YAML); default: $CLOUD_MASTER_CONFIG, "
-                             "else /etc/cloud-master/master.yaml if it exists",
-                        **kwargs)
-    parser.add_argument("--log-level", metavar="LEVEL", help="override log_level", **kwargs)
+MASTER_CONFIG = ConfigSource("master", "CLOUD_MASTER_CONFIG", "/etc/cloud-master/master.yaml")
+_config_option = MASTER_CONFIG.adder()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,16 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def default_config() -> str | None:
-    """Like salt-call: the system's config when none is named (or the environment's)."""
-    import os
-
-    named = os.environ.get("CLOUD_MASTER_CONFIG")
-    if named:
-        return named
-    return "/etc/cloud-master/master.yaml" if os.path.exists("/etc/cloud-master/master.yaml") else None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
@@ -122,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         overrides = {"log_level": ns.log_level} if ns.log_level else None
-        opts = load_master_config(ns.config or default_config(), overrides)
+        opts = load_master_config(MASTER_CONFIG.resolve(ns.config), overrides)
     except ConfigError as err:
         print(f"cloud-master: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -10,11 +10,10 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from autopi_common.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from autopi_proto.args import cli_arguments
 from cloud_master.client import MasterClient, MasterUnavailable
 from cloud_master.output import render, render_one
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 def serve(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:

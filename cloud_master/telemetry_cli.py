@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from autopi_common.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from cloud_master.ingest import store_url
 from cloud_master.pki import KeyState, KeyStore
 from cloud_master.telemetry import open_store
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 _RELATIVE = re.compile(r"^(?P<n>\d+(?:\.\d+)?)(?P<unit>[smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

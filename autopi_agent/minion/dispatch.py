@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-import yaml
 
 from autopi_agent.minion.context import AgentContext, JobControl, WithRetcode, enter_job, leave_job
 from autopi_agent.minion.errors import (
@@ -31,14 +29,12 @@ from autopi_agent.minion.errors import (
     UnknownFunctionError,
 )
 from autopi_agent.minion.loader import Function
+from autopi_proto.args import KEY_VALUE, yaml_value
 
 __all__ = ["Dispatcher", "JobResult", "bind", "parse_wire_args"]
 
 log = structlog.get_logger(__name__)
 
-# A "key=value" string: key starts with a letter or underscore, may hold '.' and '-';
-# '==' is not an assignment. No newline in the value (Salt leaves those alone).
-_KEY_VALUE = re.compile(r"(?P<key>[^\W\d][\w.-]*)=(?!=)(?P<value>.*)")
 # Seconds aclose() waits for job threads to notice the cancel flag.
 _CLOSE_GRACE = 5.0
 
@@ -78,38 +74,12 @@ def parse_wire_args(arg: Sequence[Any] | None) -> tuple[list[Any], dict[str, Any
             else:
                 args.append(rest)  # as salt-minion: the marker is dropped, the dict positional
             continue
-        match = _KEY_VALUE.fullmatch(item) if isinstance(item, str) else None
+        match = KEY_VALUE.fullmatch(item) if isinstance(item, str) else None
         if match:
             kwargs[match["key"]] = yaml_value(match["value"])
         else:
             args.append(item)
     return args, kwargs
-
-
-def yaml_value(text: str) -> Any:
-    """``text`` read as a YAML scalar, list or mapping where Salt's CLI would read it so."""
-    stripped = text.strip()
-    if stripped in ("", "---", "...") or any(char in text for char in "\t\r\n"):
-        return text
-    if "_" in stripped and all(char in "0123456789_" for char in stripped):
-        return text  # YAML would read 1_000 as 1000; a name like 2024_01 must stay text
-    if text == "None":
-        return None
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if "#" in text and (value is None or isinstance(value, str)):
-        return text  # '#' would start a comment and eat the rest
-    if isinstance(value, dict):
-        return value if stripped.startswith("{") else text
-    if isinstance(value, list):
-        return value if stripped.startswith("[") else text
-    if value is None:
-        return text if text == "!" else None
-    if value == "" and text in ("|", "!"):
-        return text
-    return value if isinstance(value, (str, int, float)) else text  # dates etc. stay text
 
 
 def bind(function: Function, args: Sequence[Any],

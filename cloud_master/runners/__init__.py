@@ -170,8 +170,11 @@ class RunnerLoader:
     def _import(self, module: str, path: str) -> dict[str, RunnerFunction] | None:
         try:
             loaded = importlib.import_module(path)
-            functions = {f"{module}.{attr}": _describe(f"{module}.{attr}", getattr(loaded, attr))
-                         for attr in getattr(loaded, "__all__", [])}
+            functions = {}
+            for attr in getattr(loaded, "__all__", []):
+                # A trailing underscore avoids a builtin's name: ``def list_`` is jobs.list.
+                name = f"{module}.{attr[:-1] if attr.endswith('_') else attr}"
+                functions[name] = _describe(name, getattr(loaded, attr))
         except Exception as err:  # a broken plugin must not take the master down
             reason = f"runner module {module} ({path}) failed to load: {type(err).__name__}: {err}"
             log.error("runner.module_unavailable", module=module, path=path, error=str(err))
