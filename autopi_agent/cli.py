@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from autopi_agent import __version__
-from autopi_common.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE, ConfigSource
+from autopi_common.cli import EXIT_FAIL, EXIT_OK, ConfigSource, run_verb
 
 EPILOG = """examples:
   autopi-agent -c /etc/autopi-agent/agent.yaml serve
@@ -56,31 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    ns = parser.parse_args(argv)
-    if ns.verb is None:
-        parser.print_help()
-        return EXIT_USAGE
     from autopi_agent.config import load_agent_config
-    from autopi_common.config import ConfigError
 
-    try:
-        overrides = {"log_level": ns.log_level} if ns.log_level else None
-        opts = load_agent_config(AGENT_CONFIG.resolve(ns.config), overrides)
-    except ConfigError as err:
-        print(f"autopi-agent: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    from autopi_common.logging import setup_logging
-
-    setup_logging(opts["log_level"] if ns.verb == "serve" else "warning", opts["log_format"])
-    handler = {"serve": serve, "call": call, "key": key}[ns.verb]
-    try:
-        return handler(opts, ns)
-    except KeyboardInterrupt:
-        return 130
-    except OSError as err:
-        print(f"autopi-agent: {err}", file=sys.stderr)
-        return EXIT_FAIL
+    return run_verb("autopi-agent", build_parser(), argv, AGENT_CONFIG, load_agent_config,
+                    lambda: {"serve": serve, "call": call, "key": key})
 
 
 def serve(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:

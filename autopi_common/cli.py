@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,3 +41,37 @@ class ConfigSource:
         if os.environ.get(self.env):
             return os.environ[self.env]
         return self.system_path if os.path.exists(self.system_path) else None
+
+
+Loader = Callable[[str | None, Mapping[str, Any] | None], dict[str, Any]]
+Verb = Callable[[Mapping[str, Any], argparse.Namespace], int]
+
+
+def run_verb(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+             source: ConfigSource, load: Loader, verbs: Callable[[], Mapping[str, Verb]],
+             errors: tuple[type[BaseException], ...] = (OSError,)) -> int:
+    """Parse, load and check the config, set up logging, run the verb; an exit status.
+
+    Config errors exit 2 with the file, key and expectation; ``errors`` exit 1 with their
+    message; only a ``serve`` verb logs at the configured level (a CLI stays quiet).
+    """
+    ns = parser.parse_args(argv)
+    if ns.verb is None:
+        parser.print_help()
+        return EXIT_USAGE
+    from autopi_common.config import ConfigError
+    from autopi_common.logging import setup_logging
+
+    try:
+        opts = load(source.resolve(ns.config), {"log_level": ns.log_level} if ns.log_level else None)
+    except ConfigError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(opts["log_level"] if ns.verb == "serve" else "warning", opts["log_format"])
+    try:
+        return verbs()[ns.verb](opts, ns)
+    except KeyboardInterrupt:
+        return 130
+    except errors as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return EXIT_FAIL

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from autopi_common.cli import EXIT_FAIL, EXIT_USAGE, ConfigSource
+from autopi_common.cli import ConfigSource, run_verb
 from cloud_master import __version__
 
 TARGET_FLAGS = {"-G": "grain", "-L": "list", "-E": "pcre", "-C": "compound", "-P": "grain_pcre"}
@@ -96,35 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    ns = parser.parse_args(argv)
-    if ns.verb is None:
-        parser.print_help()
-        return EXIT_USAGE
-    from autopi_common.config import ConfigError
     from cloud_master.config import load_master_config
 
-    try:
-        overrides = {"log_level": ns.log_level} if ns.log_level else None
-        opts = load_master_config(MASTER_CONFIG.resolve(ns.config), overrides)
-    except ConfigError as err:
-        print(f"cloud-master: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    from autopi_common.logging import setup_logging
+    def verbs() -> dict[str, Any]:
+        from cloud_master import commands, telemetry_cli
 
-    setup_logging(opts["log_level"] if ns.verb == "serve" else "warning", opts["log_format"])
-    from cloud_master import commands, telemetry_cli
+        return {"serve": commands.serve, "run": commands.run, "key": commands.key,
+                "jobs": commands.jobs, "events": commands.events, "telemetry": telemetry_cli.run}
 
-    handler = {"serve": commands.serve, "run": commands.run, "key": commands.key,
-               "jobs": commands.jobs, "events": commands.events,
-               "telemetry": telemetry_cli.run}[ns.verb]
-    try:
-        return handler(opts, ns)
-    except KeyboardInterrupt:
-        return 130
-    except (ValueError, ConnectionError, OSError) as err:
-        print(f"cloud-master: {err}", file=sys.stderr)
-        return EXIT_FAIL
+    return run_verb("cloud-master", build_parser(), argv, MASTER_CONFIG, load_master_config, verbs,
+                    (ValueError, ConnectionError, OSError))
 
 
 def dump(value: Any) -> str:

@@ -184,7 +184,8 @@ class MineService:
         load = req.load
         tgt, fun = load.get("tgt"), load.get("fun")
         tgt_type = load.get("tgt_type") or load.get("expr_form") or "glob"
-        if not isinstance(tgt, (str, list)) or not isinstance(tgt_type, str):
+        if not isinstance(tgt, (str, list)) or not isinstance(tgt_type, str) \
+                or not isinstance(fun, (str, list)):
             return {}
         return await asyncio.to_thread(self.get, tgt, fun, tgt_type, requester=req.minion_id)
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import structlog
 
-__all__ = ["ACL_DATA", "ACL_ID", "MineFunction", "MineUpdater", "check_mine_functions", "parse_mine_functions",
-           "wrap_acl"]
+__all__ = ["ACL_DATA", "ACL_ID", "MineFunction", "MineUpdater", "check_mine_functions",
+           "parse_mine_functions", "wrap_acl"]
 
 log = structlog.get_logger(__name__)
 

@@ -126,8 +126,7 @@ class RunnerLoader:
             reason = self._broken.get(module, f"no runner module '{module}'")
             raise UnknownRunner(f"{reason} (known: {', '.join(self.known_modules())})")
         if name not in functions:
-            raise UnknownRunner(f"no runner '{name}' (module {module} has: "
-                                f"{', '.join(sorted(functions))})")
+            raise UnknownRunner(f"no runner '{name}' (known: {', '.join(sorted(functions))})")
         return functions[name]
 
     def known_modules(self) -> list[str]:
