@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -106,10 +105,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     return run_verb("cloud-master", build_parser(), argv, MASTER_CONFIG, load_master_config, verbs,
                     (ValueError, ConnectionError, OSError))
-
-
-def dump(value: Any) -> str:
-    return json.dumps(value, indent=4, sort_keys=True, default=str)
 
 
 if __name__ == "__main__":
