@@ -16,7 +16,6 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
 
@@ -188,6 +187,10 @@ class Loader:
             self._entry_points_read = True
             return
         self._entry_points_read = True
+        # Imported here: importlib.metadata pulls in email, zipfile, csv ... (~1.6 MiB) that an
+        # agent using only the built-in modules never needs.
+        from importlib.metadata import entry_points
+
         for point in entry_points(group=ENTRY_POINT_GROUP):
             if point.name in self._table:
                 log.warning("loader.entry_point_shadowed", module=point.name,

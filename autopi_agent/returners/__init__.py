@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import Callable, Mapping, Sequence
-from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 import structlog
@@ -179,6 +178,8 @@ class Returners:
         if self._entry_points_read or not self._use_entry_points:
             return
         self._entry_points_read = True
+        from importlib.metadata import entry_points  # only when a returner is looked up
+
         for point in entry_points(group=ENTRY_POINT_GROUP):
             if point.name in self._table:
                 _log.warning("returner.entry_point_shadowed", returner=point.name, path=point.value)
