@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from autopi_agent.gpio import GPIO_SCHEMA
 from autopi_agent.minion.logger_spec import check_loggers
+from autopi_agent.minion.mine import check_mine_functions
 from autopi_agent.minion.schedule_spec import check_schedule
 from autopi_agent.obd.settings import OBD_SCHEMA
 from autopi_common.config import ConfigError, Field, load
@@ -117,6 +119,13 @@ AGENT_SCHEMA: tuple[Field, ...] = (
     Field("loggers", "dict", {},
           "Telemetry loggers: {name: {function, pids, interval, threshold, max_interval, "
           "requires, ...}}.", check=check_loggers),
+    Field("gpio", "dict", {}, "GPIO pins jobs may use (see autopi_agent/gpio.py).",
+          schema=GPIO_SCHEMA),
+    Field("mine_functions", "dict", {},
+          "Salt mine functions: {alias: [args] | {mine_function: FUN, kw: v}}.",
+          check=check_mine_functions),
+    Field("mine_interval", "float", 60, "Minutes between mine updates; 0 turns them off.",
+          check=_non_negative),
     Field("returners", "dict", {},
           "Returner settings by name, e.g. {jsonl: {max_bytes, backups, fsync}, "
           "syslog: {address, facility}}."),

@@ -28,6 +28,7 @@ from cloud_master.events import EventBus
 from cloud_master.ingest import TelemetryIngest
 from cloud_master.jobcache import Job, JobCache, SqliteJobCache
 from cloud_master.jobs import JobTracker
+from cloud_master.mine import MineService, MineStore
 from cloud_master.minions import MinionData
 from cloud_master.pki import KeyState, KeyStore
 from cloud_master.reqserver import RequestHandler, SharedKey
@@ -76,6 +77,8 @@ class Master:
         self.router: zmq.asyncio.Socket | None = None
         self.pub: zmq.asyncio.Socket | None = None
         self.control: zmq.asyncio.Socket | None = None
+        self.mine = MineService(MineStore(cachedir / "mine.sqlite"), self.keys, self.minions.grains)
+        self.handler.handlers.update(self.mine.handlers())
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -136,6 +139,7 @@ class Master:
         self.events.close()
         self.jobcache.close()
         self.telemetry.close()
+        self.mine.store.close()
         if self._own_ctx:
             self.ctx.term()
 

@@ -17,11 +17,13 @@ import zmq
 import zmq.asyncio
 
 from autopi_agent import sdnotify
+from autopi_agent.gpio import GpioOwner, GpioSettings
 from autopi_agent.grains import core as grains_core
 from autopi_agent.keys import MasterKeyCache, MinionKeys
 from autopi_agent.minion.context import AgentContext
 from autopi_agent.minion.dispatch import Dispatcher
 from autopi_agent.minion.loggers import LoggerSet, SpoolSink, VehicleGate
+from autopi_agent.minion.mine import MineUpdater
 from autopi_agent.minion.schedule import Scheduler
 from autopi_agent.minion.schedule_book import ScheduleBook
 from autopi_agent.minion.sender import Sender
@@ -75,6 +77,11 @@ class Agent:
 
             self.obd = ObdOwner(obd_settings, on_connect=self._car_grains)
             self.context.services["obd"] = self.obd
+        gpio_settings = GpioSettings.from_opts(opts.get("gpio"))
+        self.gpio = GpioOwner(gpio_settings) if gpio_settings.pins else None
+        if self.gpio is not None:
+            self.context.services["gpio"] = self.gpio
+        self.mine = MineUpdater(self.dispatcher.run, float(opts.get("mine_interval", 60)))
         self.returners = Returners(self.context)
         self.context.services["send_return"] = self.send_return
         cached = cached_pillar(self.context)
@@ -145,6 +152,7 @@ class Agent:
             self._sending = self._spawn(self.sender.run())
             self._spawn(self._announce())
             self.ready.set()
+            self.mine.start()
             sdnotify.notify(f"STATUS=connected to {self.link.address}")
             log.info("agent.ready", minion=self.minion_id, master=self.link.address)
             await self._serve()
@@ -190,7 +198,10 @@ class Agent:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.mine.stop()
         await self.dispatcher.aclose(grace=1.0)
+        if self.gpio is not None:
+            self.gpio.close()
         await self.returners.aclose()
         if self.obd is not None:
             await asyncio.to_thread(self.obd.close)

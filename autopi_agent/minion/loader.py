@@ -40,6 +40,8 @@ BUILTIN_MODULES: Mapping[str, str] = {
     "pillar": "autopi_agent.modules.pillar",
     "schedule": "autopi_agent.modules.schedule",
     "obd": "autopi_agent.modules.obd",
+    "gpio": "autopi_agent.modules.gpio",
+    "mine": "autopi_agent.modules.mine",
 }
 
 
