@@ -20,7 +20,7 @@ __all__ = ["ConfigError", "Field", "FieldType", "Schema", "describe", "load", "v
 log = structlog.get_logger(__name__)
 
 FieldType = Literal[
-    "str", "int", "float", "bool", "list[str]", "dict", "path", "port", "str|list[str]"
+    "str", "int", "float", "bool", "list", "list[str]", "dict", "path", "port", "str|list[str]"
 ]
 
 
@@ -101,6 +101,12 @@ def _to_str_list(value: Any) -> list[str]:
     return [_to_str(item) for item in value]
 
 
+def _to_list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise _Invalid
+    return list(value)
+
+
 def _to_dict(value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise _Invalid
@@ -133,6 +139,7 @@ _CONVERTERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "int": (_to_int, "an integer"),
     "float": (_to_float, "a number"),
     "bool": (_to_bool, "true or false"),
+    "list": (_to_list, "a list"),
     "list[str]": (_to_str_list, "a list of strings"),
     "dict": (_to_dict, "a mapping"),
     "path": (_to_path, "a file or directory path"),

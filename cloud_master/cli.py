@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,8 @@ EPILOG = """examples:
   cloud-master run car-0001 test.echo 'hello world' --timeout 10
   cloud-master key list            cloud-master key accept car-0001 -y
   cloud-master jobs list           cloud-master jobs show 20261127113000123456
+  cloud-master runner manage.status timeout=2
+  cloud-master runner fleet.summary 'car-*' --out json
   cloud-master telemetry latest 'car-*'
   cloud-master telemetry query car-0001 RPM SPEED --since 1h
   cloud-master telemetry export 'car-*' --since 2d --format csv -o fleet.csv
@@ -83,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--limit", type=int, default=50)
     jobs.add_argument("--out", default="yaml", choices=("yaml", "nested", "json", "raw", "table"))
 
+    runner = verbs.add_parser("runner", help="run a master-side function (manage.status, "
+                              "jobs.list, fleet.summary...)",
+                              description="Run NAME.FUN in the master daemon. ARGs are "
+                              "positional values or key=value keyword arguments.")
+    _config_option(runner, top=False)
+    runner.add_argument("fun", metavar="NAME.FUN")
+    runner.add_argument("args", nargs="*", metavar="ARG")
+    runner.add_argument("-t", "--timeout", type=float, default=60.0,
+                        help="seconds to wait for the master (default 60)")
+    runner.add_argument("--out", default="yaml", choices=("yaml", "nested", "json", "raw"))
+
     from cloud_master import telemetry_cli
 
     telemetry_cli.add_parser(verbs, _config_option)
@@ -101,10 +115,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cloud_master import commands, telemetry_cli
 
         return {"serve": commands.serve, "run": commands.run, "key": commands.key,
-                "jobs": commands.jobs, "events": commands.events, "telemetry": telemetry_cli.run}
+                "jobs": commands.jobs, "events": commands.events, "runner": commands.runner,
+                "telemetry": telemetry_cli.run}
 
     return run_verb("cloud-master", build_parser(), argv, MASTER_CONFIG, load_master_config, verbs,
                     (ValueError, ConnectionError, OSError))
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, indent=4, sort_keys=True, default=str)
 
 
 if __name__ == "__main__":

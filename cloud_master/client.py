@@ -94,6 +94,11 @@ class MasterClient:
         self._send({"cmd": "keys_changed"})
         self._recv(timeout)
 
+    def runner(self, fun: str, arg: list[Any] | None = None, *, timeout: float = 60.0) -> Any:
+        """Run a runner (``manage.status``...) in the master; its return value."""
+        self._send({"cmd": "runner", "fun": fun, "arg": list(arg or [])})
+        return self._recv(timeout)["return"]
+
     def publish(self, tgt: str | list[str], fun: str, arg: list[Any] | None = None, *,
                 tgt_type: str = "glob", ret: str = "", user: str = "") -> tuple[str, list[str]]:
         """Publish without waiting for returns; the jid and the minions expected."""

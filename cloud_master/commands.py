@@ -189,3 +189,11 @@ def events(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:
                 return EXIT_OK
     finally:
         sock.close(0)
+
+
+def runner(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:
+    with MasterClient.from_opts(opts) as client:
+        result = client.runner(ns.fun, cli_arguments(ns.args), timeout=ns.timeout)
+    # A mapping prints like Salt's runner output; anything else under a "return" heading.
+    print(render(result if isinstance(result, dict) and result else {"return": result}, ns.out))
+    return EXIT_OK

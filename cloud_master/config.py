@@ -46,6 +46,20 @@ def _roots(value: dict[str, Any]) -> str | None:
     return None if ok else "a mapping of environment name to a list of directories"
 
 
+def _reactor(value: list[Any]) -> str | None:
+    from cloud_master.reactor import check_reactor
+
+    return check_reactor(value)
+
+
+def _reactor_defaults(value: list[str]) -> str | None:
+    from cloud_master.reactor import default_names
+
+    known = default_names()
+    unknown = [name for name in value if name not in known]
+    return f"names from {known}" if unknown else None
+
+
 MASTER_SCHEMA: tuple[Field, ...] = (
     Field("interface", "str", "0.0.0.0", "Address the publisher and request server bind."),
     Field("publish_port", "port", 4505, "Publisher port (PUB)."),
@@ -93,6 +107,25 @@ MASTER_SCHEMA: tuple[Field, ...] = (
           "State tree directories per environment.", check=_roots),
     Field("pillar_roots", "dict", {"base": ["srv/pillar"]},
           "Pillar tree directories per environment.", check=_roots),
+    Field("reactor", "list", [],
+          "Reactions to events, as in Salt: a list of {tag glob: [reaction, ...]}; a reaction "
+          "is {local: FUN, tgt, tgt_type, arg, kwarg}, {runner: FUN, arg, kwarg} or "
+          "{webhook: URL, body, headers}; strings are Jinja2 templates over tag and data.",
+          check=_reactor),
+    Field("reactor_defaults", "list[str]", ["dtc_query"],
+          "Shipped reactions to switch on (see cloud_master/reactor_defaults.yaml); [] for none.",
+          check=_reactor_defaults),
+    Field("reactor_concurrency", "int", 8, "Reactions running at once.", check=_positive),
+    Field("reactor_rate_limit", "int", 30,
+          "Most times one rule reacts to one tag per minute (stops reaction loops).",
+          check=_positive),
+    Field("reactor_rule_rate_limit", "int", 600,
+          "Most times one rule reacts per minute, whatever the tag.", check=_positive),
+    Field("reactor_webhook_timeout", "float", 10, "Seconds a webhook POST may take.",
+          check=_positive),
+    Field("fleet_online_window", "float", 300,
+          "Seconds since a vehicle was last heard from for fleet.summary to call it online.",
+          check=_positive),
     Field("open_mode", "bool", False,
           "Accepted so Salt configs load; never honoured (every key is checked)."),
 )

@@ -331,9 +331,12 @@ class RequestHandler:
         for event in batch:
             if not isinstance(event, dict) or not isinstance(event.get("tag"), str):
                 continue
+            if not may_fire(req.minion_id, event["tag"]):
+                log.warning("event.refused", minion=req.minion_id, tag=event["tag"][:120])
+                continue
             data = event.get("data")
             data = dict(data) if isinstance(data, dict) else {"data": data}
-            data.setdefault("id", req.minion_id)
+            data["id"] = req.minion_id  # S2: an event always names its real sender
             self.events.fire(event["tag"], data)
         return True
 
@@ -357,6 +360,22 @@ class _Private:
 
     def __init__(self, reply: dict[str, Any]) -> None:
         self.reply = reply
+
+
+# Tags only the master itself fires: a minion may not fake job returns, auth or key events.
+_MASTER_TAGS = ("salt/job/", "salt/auth", "salt/key", "salt/run/")
+# Tags that name a minion in their third part: only that minion may fire them.
+_OWNED_TAGS = ("vehicle/", "salt/minion/")
+
+
+def may_fire(minion_id: str, tag: str) -> bool:
+    """Whether ``minion_id`` may put an event with ``tag`` on the master's bus (S2)."""
+    if tag.startswith(_MASTER_TAGS):
+        return False
+    for prefix in _OWNED_TAGS:
+        if tag.startswith(prefix):
+            return tag[len(prefix):].split("/", 1)[0] == minion_id
+    return True
 
 
 def _inflate(data: bytes, limit: int) -> bytes:

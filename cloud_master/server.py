@@ -28,10 +28,12 @@ from cloud_master.events import EventBus
 from cloud_master.ingest import TelemetryIngest
 from cloud_master.jobcache import Job, JobCache, SqliteJobCache
 from cloud_master.jobs import JobTracker
-from cloud_master.mine import MineService, MineStore
 from cloud_master.minions import MinionData
 from cloud_master.pki import KeyState, KeyStore
+from cloud_master.reactor import Reactor
 from cloud_master.reqserver import RequestHandler, SharedKey
+from cloud_master.runners import RunnerError, RunnerLoader
+from cloud_master.runners.presence import Presence
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +71,9 @@ class Master:
                                       self.minions, self.shared,
                                       load_preseed_keys(preseed) if preseed else {},
                                       telemetry=self.telemetry)
+        self.presence = Presence()
+        self.runners = RunnerLoader()
+        self.reactor = Reactor.from_opts(self, self.runners)
         self._accepted: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -77,8 +82,6 @@ class Master:
         self.router: zmq.asyncio.Socket | None = None
         self.pub: zmq.asyncio.Socket | None = None
         self.control: zmq.asyncio.Socket | None = None
-        self.mine = MineService(MineStore(cachedir / "mine.sqlite"), self.keys, self.minions.grains)
-        self.handler.handlers.update(self.mine.handlers())
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -118,7 +121,8 @@ class Master:
         """Run until ``stop()``; binds first if needed."""
         if self.router is None:
             self.bind()
-        loops = [self._serve_requests(), self._serve_control(), self._maintain()]
+        loops = [self._serve_requests(), self._serve_control(), self._maintain(),
+                 self.presence.watch(self.events), self.reactor.run()]
         workers = [asyncio.create_task(loop) for loop in loops]
         try:
             await self._stopping.wait()
@@ -139,7 +143,6 @@ class Master:
         self.events.close()
         self.jobcache.close()
         self.telemetry.close()
-        self.mine.store.close()
         if self._own_ctx:
             self.ctx.term()
 
@@ -276,8 +279,21 @@ class Master:
             await send({"ok": True})
         elif cmd == "publish":
             await self._control_publish(request, send)
+        elif cmd == "runner":
+            await self._control_runner(request, send)
         else:
             await send({"error": f"unknown command {cmd!r}"})
+
+    async def _control_runner(self, request: dict[str, Any], send: Any) -> None:
+        fun, arg = request.get("fun"), request.get("arg", [])
+        if not isinstance(fun, str) or not isinstance(arg, list):
+            raise ValueError("runner needs fun (a string) and arg (a list)")
+        try:
+            result = await self.runners.call(self, fun, arg)
+        except RunnerError as err:
+            await send({"error": str(err)})
+            return
+        await send({"return": result})
 
     async def _control_publish(self, request: dict[str, Any], send: Any) -> None:
         arg = request.get("arg", [])

@@ -161,3 +161,26 @@ def test_half_sent_frame_does_not_stall_other_clients(tmp_path: Path) -> None:
                 writer.close()
                 await writer.wait_closed()
     asyncio.run(scenario())
+
+
+def test_minion_cannot_fire_events_as_another(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_master(tmp_path) as master:
+            async with running_agent(tmp_path / "b", master, "car-b") as car_b:
+                sub = master.events.subscribe("*/dtc/*")
+                own = master.events.subscribe("vehicle/car-b/*")
+                try:
+                    for tag in ("vehicle/car-a/dtc/new", "salt/job/1/ret/car-a",
+                                "salt/minion/car-a/start"):
+                        await car_b.link.request({"cmd": "_minion_event", "id": "car-b",
+                                                  "tag": tag, "data": {"id": "car-a"}})
+                    await car_b.link.request({"cmd": "_minion_event", "id": "car-b",
+                                              "tag": "vehicle/car-b/dtc/new",
+                                              "data": {"id": "car-a"}})
+                    event = await asyncio.wait_for(own.get(), 5)
+                    assert event.data["id"] == "car-b"  # the sender, whatever it claimed
+                    assert sub.queue.qsize() == 1  # only car-b's own dtc event got through
+                finally:
+                    sub.close()
+                    own.close()
+    asyncio.run(scenario())
