@@ -23,10 +23,18 @@ def test_telemetry_batches_stored_once_and_events_fired(tmp_path: Path) -> None:
             await until(lambda: master.telemetry.store.count() == 1200, timeout=20)
             event = await asyncio.wait_for(sub.get(), 5)
             assert event.data["series"] == ["obd.RPM"]
-            assert agent.spool.stats().total_count == 0
-            # A resend of the same ids (say, after a lost ack) is not stored twice.
+            # The agent deletes a batch once the master's reply is in (just after it stored it).
+            await until(lambda: agent.spool.stats().total_count == 0, timeout=10)
+            assert master.telemetry.store.count() == 1200
             rows = list(master.telemetry.store.query("car-a", ["obd.RPM"]))
             assert [r.value for r in rows[:3]] == [800.0, 801.0, 802.0]
+            # A resend of the same ids (say, after a lost ack) is not stored twice.
+            resend = [{"uid": r.uid, "ts": r.ts, "series": r.series, "value": r.value,
+                       "unit": r.unit} for r in rows[:10]]
+            reply = await agent.link.request({"cmd": "_telemetry", "id": "car-a",
+                                              "samples": resend})
+            assert reply == {"stored": 0, "duplicates": 10, "rejected": 0}
+            assert master.telemetry.store.count() == 1200
             sub.close()
     asyncio.run(scenario())
 
