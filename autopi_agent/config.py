@@ -8,11 +8,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from autopi_agent.dropins import load_layers
 from autopi_agent.gpio import GPIO_SCHEMA
 from autopi_agent.minion.logger_spec import check_loggers
 from autopi_agent.minion.mine import check_mine_functions
 from autopi_agent.minion.schedule_spec import check_schedule
+from autopi_agent.minion.vehicle_events import VEHICLE_EVENTS_SCHEMA
 from autopi_agent.obd.settings import OBD_SCHEMA
+from autopi_agent.power.settings import POWER_SCHEMA
 from autopi_common.config import ConfigError, Field, load
 from autopi_common.logging import LOG_LEVELS
 from autopi_proto.rsa import ENCRYPTION_ALGORITHMS, SIGNING_ALGORITHMS
@@ -131,6 +134,14 @@ AGENT_SCHEMA: tuple[Field, ...] = (
           "syslog: {address, facility}}."),
     Field("obd", "dict", {}, "OBD-II adapter (see autopi_agent/obd/settings.py).",
           schema=OBD_SCHEMA),
+    Field("power", "dict", {},
+          "Power manager: {enabled, mcu: {port, baudrate, timeout}, ignition: {source, pin}, "
+          "engine_on_voltage, sleep_after, low_voltage, ... } (see autopi_agent/power/settings.py).",
+          schema=POWER_SCHEMA),
+    Field("vehicle_events", "dict", {},
+          "Vehicle events (vehicle/<id>/...): {enabled, disabled: [GLOB], "
+          "rate_limit: {default: S, NAME: S}, dtc_interval: S} "
+          "(see autopi_agent/minion/vehicle_events.py).", schema=VEHICLE_EVENTS_SCHEMA),
     Field("return_timeout", "float", 60,
           "Seconds to wait for the master to acknowledge a job return.", check=_positive),
     Field("spool_max_bytes", "int", 64 * 1024 * 1024,
@@ -152,6 +163,9 @@ AGENT_SCHEMA: tuple[Field, ...] = (
     Field("shutdown_flush_timeout", "float", 5,
           "Seconds a stopping agent spends delivering what is spooled before it exits.",
           check=_non_negative),
+    Field("config_trial_window", "float", 120,
+          "Seconds an agent restarted on a config a state changed (agent.config) has to "
+          "authenticate with the master before it rolls the change back.", check=_positive),
 )
 
 
@@ -162,7 +176,11 @@ def load_agent_config(
 
     Raises :class:`ConfigError` naming the file, the key and what was expected.
     """
-    opts = load(path, AGENT_SCHEMA, overrides)
+    if path is None:
+        opts = load(path, AGENT_SCHEMA, overrides)
+    else:  # the main file, then agent.d/*.yaml in name order (see autopi_agent/dropins.py)
+        opts = load_layers(Path(path), AGENT_SCHEMA, overrides)
+        opts["conf_file"] = str(path)  # Salt's option name; agent.config finds agent.d by it
     if opts["id"] is None:
         opts["id"] = socket.gethostname()
     if opts["recon_max"] < opts["recon_default"]:

@@ -20,6 +20,7 @@ from hil.errors import HilError
 from hil.faults import Fault, FaultKind, FaultSet, parse_kind
 from hil.link import CAN_ERROR
 from hil.loader import load_scenario, load_vehicle
+from hil.mcu import McuSession, PowerMcuSim
 from hil.model import VehicleModel
 from hil.power import PowerSim
 from hil.scenario import Scenario
@@ -38,7 +39,9 @@ class CarConfig:
     `ecus`/`adapter` choose which halves run: ECUs only on a bench (a real dongle's chip
     talks to them over socketcan), or an adapter only (against ECUs in another process).
     `tcp_port` None disables the TCP port, 0 picks a free one. `baud` paces adapter output
-    like a UART (0: as fast as possible). `link_dir` holds the stable pty symlink.
+    like a UART (0: as fast as possible). `link_dir` holds the stable pty symlinks.
+    `mcu` runs the power MCU simulator, on a pty (`mcu_pty`, symlink `mcu`) and/or a
+    TCP port (`mcu_tcp_port`: None none, 0 a free one).
     """
 
     vehicle: str | Path | VehicleProfile = "demo-sedan"
@@ -53,6 +56,9 @@ class CarConfig:
     stn: bool = False
     link_dir: Path | None = None
     seed: int = 0
+    mcu: bool = True
+    mcu_pty: bool = True
+    mcu_tcp_port: int | None = None
 
 
 def _vehicle(spec: str | Path | VehicleProfile) -> VehicleProfile:
@@ -77,6 +83,8 @@ class SimulatedCar:
         self.power = PowerSim(self.clock)
         self.model = VehicleModel(self.vehicle, _scenario(self.config.scenario), self.clock, self.power)
         self.faults = FaultSet()
+        self.mcu = PowerMcuSim(self.power, self.clock)
+        self._mcu_ports: list[PtyPort | TcpPort] = []
         self._stop = threading.Event()
         self._ecus: list[EcuNode] = []
         self._link: CanLink | None = None
@@ -99,6 +107,8 @@ class SimulatedCar:
                     node.start()
             if self.config.adapter:
                 self._start_adapter()
+            if self.config.mcu:
+                self._start_mcu()
         except BaseException:
             self.stop()
             raise
@@ -142,21 +152,34 @@ class SimulatedCar:
             )
 
         if self.config.pty:
-            link_dir = self.config.link_dir
-            if link_dir is None:
-                link_dir = self._own_link_dir = Path(tempfile.mkdtemp(prefix="hil-"))
-            self._ports.append(PtyPort(session(), self._stop, link_dir / "obd"))
+            self._ports.append(PtyPort(session(), self._stop, self._link_dir() / "obd"))
         if self.config.tcp_port is not None:
             self._ports.append(TcpPort(session(), self._stop, self.config.tcp_port))
         for port in self._ports:
             port.start()
 
+    def _link_dir(self) -> Path:
+        if self.config.link_dir is not None:
+            return self.config.link_dir
+        if self._own_link_dir is None:
+            self._own_link_dir = Path(tempfile.mkdtemp(prefix="hil-"))
+        return self._own_link_dir
+
+    def _start_mcu(self) -> None:
+        if self.config.mcu_pty:
+            self._mcu_ports.append(PtyPort(McuSession(self.mcu), self._stop, self._link_dir() / "mcu"))
+        if self.config.mcu_tcp_port is not None:
+            self._mcu_ports.append(TcpPort(McuSession(self.mcu), self._stop, self.config.mcu_tcp_port))
+        for port in self._mcu_ports:
+            port.start()
+
     def stop(self) -> None:
         """Stop every thread, close every port and bus. Safe to call twice."""
         self._stop.set()
-        for port in self._ports:
+        for port in [*self._ports, *self._mcu_ports]:
             port.join()
         self._ports = []
+        self._mcu_ports = []
         for node in self._ecus:
             node.signal_stop()
         for node in self._ecus:
@@ -210,6 +233,22 @@ class SimulatedCar:
         return port.port
 
     @property
+    def mcu_pty_path(self) -> str:
+        """The power MCU's serial device (a stable symlink, like the adapter's)."""
+        for port in self._mcu_ports:
+            if isinstance(port, PtyPort):
+                return str(port.link_path)
+        raise HilError("this car has no power MCU pty (see CarConfig.mcu / mcu_pty)")
+
+    @property
+    def mcu_tcp_url(self) -> str:
+        """A pyserial URL for the power MCU's TCP port."""
+        for port in self._mcu_ports:
+            if isinstance(port, TcpPort):
+                return f"socket://127.0.0.1:{port.port}"
+        raise HilError("this car has no power MCU TCP port (see CarConfig.mcu_tcp_port)")
+
+    @property
     def tcp_url(self) -> str:
         """A pyserial URL for the TCP port, e.g. for python-OBD's portstr."""
         return f"socket://127.0.0.1:{self.tcp_port}"
@@ -258,4 +297,11 @@ class SimulatedCar:
                 out["pty"], out["pty_device"] = str(port.link_path), port.device if port.plugged else None
             else:
                 out["tcp_port"] = port.port
+        for port in self._mcu_ports:
+            if isinstance(port, PtyPort):
+                out["mcu_pty"] = str(port.link_path)
+            else:
+                out["mcu_tcp_port"] = port.port
+        if self.config.mcu:
+            out["mcu"] = self.mcu.describe()
         return out

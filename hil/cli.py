@@ -106,6 +106,11 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--baud", type=int, default=38400, help="UART speed the adapter output is paced at (0: unpaced)"
     )
     run.add_argument("--reset-delay", type=float, default=0.5, help="seconds ATZ takes (default 0.5)")
+    run.add_argument("--no-mcu", action="store_true", help="run no power MCU simulator")
+    run.add_argument(
+        "--mcu-tcp-port", type=int, default=0,
+        help="power MCU TCP port on 127.0.0.1 (0: any free port, -1: none; its pty is 'mcu')",
+    )
     run.add_argument(
         "--stn", action="store_true", help="answer as an STN1110 (ST commands) rather than an ELM327 v1.5"
     )
@@ -145,6 +150,8 @@ def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="pin battery voltage or ignition: voltage V | ignition on|off | release",
     )
     power.add_argument("args", nargs="+")
+    mcu = sub.add_parser("mcu", parents=[common], help="power MCU state, or: mcu wake [REASON]")
+    mcu.add_argument("args", nargs="*")
     sub.add_parser("status", parents=[common], help="show the running car's state")
     sub.add_parser("list", help="list bundled vehicles and scenarios")
 
@@ -181,6 +188,8 @@ def _car_config(args: argparse.Namespace) -> CarConfig:
         reset_delay=args.reset_delay,
         stn=args.stn,
         link_dir=args.link_dir,
+        mcu=not args.no_mcu,
+        mcu_tcp_port=None if args.mcu_tcp_port < 0 else args.mcu_tcp_port,
     )
 
 
@@ -200,7 +209,8 @@ def run(args: argparse.Namespace) -> int:
         car.start()
         control = ControlServer(car, host or "127.0.0.1", int(port)).start()
         info = {**car.status(), "control": control.address}
-        for key in ("vehicle", "scenario", "bus", "pty", "pty_device", "tcp_port", "control"):
+        for key in ("vehicle", "scenario", "bus", "pty", "pty_device", "tcp_port", "mcu_pty",
+                    "mcu_tcp_port", "control"):
             if key in info:
                 print(f"{key}: {info[key]}")
         print("ready: send SIGINT or SIGTERM to stop", flush=True)
@@ -224,8 +234,8 @@ def client(args: argparse.Namespace) -> int:
         line = " ".join(["fault", args.name, args.state, *args.params])
     elif args.command == "scenario":
         line = f"scenario {args.name}"
-    elif args.command == "power":
-        line = " ".join(["power", *args.args])
+    elif args.command in ("power", "mcu"):
+        line = " ".join([args.command, *args.args])
     else:
         line = "status"
     reply = send_command(args.control, line)

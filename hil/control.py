@@ -27,6 +27,7 @@ HELP = {
     "fault": "fault NAME on|off [key=value ...] switch a fault (see 'faults help')",
     "faults": "faults [clear|help]               list active faults, clear them all, or describe them",
     "power": "power voltage V | ignition on|off | release   pin battery voltage / ignition",
+    "mcu": "mcu [wake [REASON]]                power MCU: sleep requests, wake triggers, watchdog",
     "help": "help                              this text",
 }
 
@@ -82,6 +83,21 @@ def _power(car: SimulatedCar, args: list[str]) -> Reply:
     return {"battery_voltage": state.battery_voltage, "ignition": state.ignition}
 
 
+def _mcu(car: SimulatedCar, args: list[str]) -> Reply:
+    if not car.config.mcu:
+        raise HilError("this car runs no power MCU simulator")
+    match [a.lower() for a in args]:
+        case []:
+            pass
+        case ["wake"]:
+            car.mcu.wake()
+        case ["wake", reason]:
+            car.mcu.wake(reason)
+        case _:
+            raise HilError("usage: mcu | mcu wake [REASON]")
+    return {"mcu": car.mcu.describe()}
+
+
 def _scenario(car: SimulatedCar, args: list[str]) -> Reply:
     if len(args) != 1:
         raise HilError("usage: scenario NAME|PATH")
@@ -96,6 +112,7 @@ COMMANDS: dict[str, Callable[[SimulatedCar, list[str]], Reply]] = {
     "fault": _fault,
     "faults": _faults,
     "power": _power,
+    "mcu": _mcu,
     "help": lambda car, args: {"commands": HELP},
 }
 

@@ -12,6 +12,7 @@ import time
 import tty
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -25,6 +26,16 @@ Write = Callable[[bytes], None]
 _MAX_LINE = 256
 _CHUNK = 32
 _POLL = 0.05
+
+
+class Session(Protocol):
+    """What a port serves: the ELM327 adapter, or the power MCU (hil/mcu.py)."""
+
+    def feed(self, data: bytes, write: Write) -> None: ...
+
+    def poll(self, write: Write) -> None: ...
+
+    def power_cycle(self) -> None: ...
 
 
 class AdapterSession:
@@ -53,6 +64,9 @@ class AdapterSession:
         """A fresh chip, as after plugging the adapter back in."""
         self.elm = self._make_elm()
         self._buffer.clear()
+
+    def poll(self, write: Write) -> None:
+        """Nothing to send unasked: the adapter only ever answers."""
 
     def feed(self, data: bytes, write: Write) -> None:
         for byte in data:
@@ -91,7 +105,7 @@ class _PortThread:
 
     kind = "port"
 
-    def __init__(self, session: AdapterSession, stop: threading.Event) -> None:
+    def __init__(self, session: Session, stop: threading.Event) -> None:
         self.session = session
         self._stop = stop
         self._requests: list[tuple[bool, threading.Event]] = []
@@ -163,7 +177,7 @@ class PtyPort(_PortThread):
 
     kind = "pty"
 
-    def __init__(self, session: AdapterSession, stop: threading.Event, link_path: Path) -> None:
+    def __init__(self, session: Session, stop: threading.Event, link_path: Path) -> None:
         super().__init__(session, stop)
         self.link_path = link_path
         self.device: str | None = None
@@ -197,6 +211,7 @@ class PtyPort(_PortThread):
     def _serve_once(self) -> None:
         assert self._master is not None
         readable, _, _ = select.select([self._master], [], [], _POLL)
+        self.session.poll(self._write)
         if not readable:
             return
         try:
@@ -223,7 +238,7 @@ class TcpPort(_PortThread):
     kind = "tcp"
 
     def __init__(
-        self, session: AdapterSession, stop: threading.Event, port: int = 0, host: str = "127.0.0.1"
+        self, session: Session, stop: threading.Event, port: int = 0, host: str = "127.0.0.1"
     ):
         super().__init__(session, stop)
         self.host = host
@@ -261,6 +276,8 @@ class TcpPort(_PortThread):
         assert self._listener is not None
         watched = [self._listener] + ([self._client] if self._client else [])
         readable, _, _ = select.select(watched, [], [], _POLL)
+        if self._client is not None:
+            self.session.poll(self._send)
         if self._listener in readable:
             client, _ = self._listener.accept()
             client.settimeout(5.0)  # a client that stops reading cannot wedge the adapter

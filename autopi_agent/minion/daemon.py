@@ -27,9 +27,12 @@ from autopi_agent.minion.mine import MineUpdater
 from autopi_agent.minion.schedule import Scheduler
 from autopi_agent.minion.schedule_book import ScheduleBook
 from autopi_agent.minion.sender import Sender
+from autopi_agent.minion.vehicle_events import VehicleEvents
 from autopi_agent.obd.settings import ObdSettings
 from autopi_agent.returners import Returners, extra_names
+from autopi_agent.selfconfig import SelfConfig, guard_trial
 from autopi_agent.spool import Spool
+from autopi_agent.state.managed_loggers import ManagedLoggers
 from autopi_agent.state.sources import cached_pillar, refresh_pillar
 from autopi_agent.transport import (
     MasterLink,
@@ -56,6 +59,9 @@ class Agent:
         if grains is None:
             grains = grains_core.collect(self.minion_id, extra=opts.get("grains") or {})
         self.context = AgentContext.create(opts, grains=grains)
+        # Early: the power manager and the beacons emit through it (spooled once running).
+        self.events = VehicleEvents(self.minion_id, self.fire_event, opts.get("vehicle_events"))
+        self.context.services["vehicle_events"] = self.events
         self.jobs: dict[str, dict[str, Any]] = {}
         self.context.services["jobs"] = self.jobs
         self.dispatcher = Dispatcher(self.context)
@@ -64,19 +70,26 @@ class Agent:
                            max_bytes=int(opts.get("spool_max_bytes", 64 << 20)),
                            max_age_s=float(opts.get("spool_max_age", 7 * 86400)),
                            max_age_returns_s=float(opts.get("spool_max_age_returns", 30 * 86400)))
-        self.sender = Sender(self.spool, self.link, opts)
+        self.sender = Sender(self.spool, self.link, opts, events_ready=self._listening)
         self.context.services["spool"] = self.spool
         self.context.services["master"] = self.link
         self.context.services["master_call"] = self.master_call
         self._loop: asyncio.AbstractEventLoop | None = None
         obd_settings = ObdSettings.from_opts(opts.get("obd"))
         self.obd: Any = None
+        self.obd_beacon: Any = None
         if obd_settings.enabled:
             # python-OBD (with pint and numpy) costs ~200 ms and ~20 MiB: only with an adapter.
+            from autopi_agent.beacons.obd import ObdBeacon
             from autopi_agent.obd.owner import ObdOwner
 
-            self.obd = ObdOwner(obd_settings, on_connect=self._car_grains)
+            self.obd_beacon = ObdBeacon(self.events, port=obd_settings.port,
+                                        cachedir=Path(opts["cachedir"]),
+                                        dtc_interval=self.events.settings.dtc_interval)
+            self.obd = ObdOwner(obd_settings, on_connect=self._car_grains,
+                                on_disconnect=self.obd_beacon.disconnected)
             self.context.services["obd"] = self.obd
+            self.context.services["obd_beacon"] = self.obd_beacon
         gpio_settings = GpioSettings.from_opts(opts.get("gpio"))
         self.gpio = GpioOwner(gpio_settings) if gpio_settings.pins else None
         if self.gpio is not None:
@@ -94,8 +107,25 @@ class Agent:
         self.context.services["schedule"] = self.scheduler
         self.gate = VehicleGate()
         self.context.services["vehicle_gate"] = self.gate
+        managed = ManagedLoggers(opts["cachedir"])  # obd.logger states' loggers
+        self.context.services["managed_loggers"] = managed
         self.loggers = LoggerSet(self.dispatcher, SpoolSink(self.spool, self.sender.nudge),
-                                 opts.get("loggers"), gate=self.gate, pillar=pillar)
+                                 opts.get("loggers"), gate=self.gate, pillar=pillar,
+                                 managed=managed.load)
+        self.context.services["loggers"] = self.loggers
+        self.power: Any = None
+        if (opts.get("power") or {}).get("enabled"):
+            # Only a dongle with power management pays for its imports (pyserial, subprocess).
+            from autopi_agent.power.manager import PowerManager
+
+            self.power = PowerManager.for_agent(
+                opts, self.context.services, self.loggers.stop,
+                lambda budget: self._flush(budget, ("return", "event", "telemetry")))
+            self.context.services["power"] = self.power
+        # agent.config: restart after the job's return; a config on trial is confirmed or undone.
+        self.restart_reason: str | None = None
+        self.context.services["restart"] = self.request_restart
+        self.selfconfig = SelfConfig.from_opts(opts)
         self.sub: Subscription | None = None
         self.ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -105,11 +135,17 @@ class Agent:
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    def _listening(self) -> bool:
+        """Whether our subscription to the master's publisher is up (see Sender)."""
+        return self.sub is not None and self.sub.connected_at is not None
+
     def _car_grains(self, grains: Mapping[str, Any]) -> None:
         """The car answered (VIN, protocol, PIDs): merge its grains on the agent's loop."""
         loop = self._loop
         if loop is not None:
             loop.call_soon_threadsafe(self.context.grains.update, dict(grains))
+        if self.obd_beacon is not None:
+            self.obd_beacon.connected(grains)
 
     def master_call(self, load: dict[str, Any], private: str | None = None,
                     timeout: float = 60.0) -> Any:
@@ -135,6 +171,7 @@ class Agent:
         is sent from this loop, so a stalled loop gets the agent restarted.
         """
         self._loop = asyncio.get_running_loop()
+        self.events.attach(self._loop)
         try:
             sdnotify.notify(f"READY=1\nSTATUS=authenticating with {self.link.address}")
             interval = sdnotify.watchdog_interval()
@@ -142,9 +179,15 @@ class Agent:
                 self._spawn(sdnotify.keep_alive(interval))
             if self.obd is not None:
                 self.obd.start(connect=True)
+                self._spawn(self.obd_beacon.run(self.obd))
             # Scheduled jobs and loggers run offline too: their output waits in the spool.
             self.scheduler.start()
             self.loggers.start()
+            if self.power is not None:
+                self._spawn(self.power.run())
+            if self.selfconfig is not None:
+                self._spawn(guard_trial(self.selfconfig, self.ready, float(
+                    self.opts.get("config_trial_window", 120)), self.request_restart))
             if not await self._unless_stopped(self._authenticate()):
                 return
             self.sub = Subscription(self.opts, self.zmq, self.link.publish_port)
@@ -162,6 +205,19 @@ class Agent:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def request_restart(self, reason: str) -> None:
+        """Stop once no job runs (their returns spooled, then flushed), for ``autopi-agent
+        serve`` to start again (``restart_reason`` set); callable from any thread."""
+        self.restart_reason = reason
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._restart_when_idle)
+
+    def _restart_when_idle(self) -> None:
+        if self.restart_reason is not None and not self.jobs:
+            log.warning("agent.restarting", reason=self.restart_reason)
+            self.stop()
 
     async def _unless_stopped(self, coro: Any) -> bool:
         """Run ``coro`` unless ``stop()`` comes first (then cancel it and answer False)."""
@@ -194,12 +250,15 @@ class Agent:
     async def _shutdown(self) -> None:
         await self.loggers.stop()
         await self.scheduler.stop()
+        await self.events.drain()
         await self._flush()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.mine.stop()
         await self.dispatcher.aclose(grace=1.0)
+        if self.power is not None:
+            await asyncio.to_thread(self.power.close)
         if self.gpio is not None:
             self.gpio.close()
         await self.returners.aclose()
@@ -211,18 +270,22 @@ class Agent:
         self.spool.close()
         log.info("agent.stopped", minion=self.minion_id)
 
-    async def _flush(self) -> None:
-        """Give the sender a bounded time to deliver what is spooled before we exit."""
-        budget = float(self.opts.get("shutdown_flush_timeout", 5))
+    async def _flush(self, budget: float | None = None,
+                     kinds: tuple[str, ...] = ("return", "event")) -> bool:
+        """Give the sender a bounded time to deliver what is spooled before we exit (or
+        sleep: the power manager passes its own budget and all kinds); True when done."""
+        if budget is None:
+            budget = float(self.opts.get("shutdown_flush_timeout", 5))
         if self._sending is None or self._sending.done() or budget <= 0:
-            return
+            return False
         deadline = time.monotonic() + budget
         while time.monotonic() < deadline:
-            if not await asyncio.to_thread(self.spool.peek, 1, 1 << 20, ("return", "event")):
-                return
+            if not await asyncio.to_thread(self.spool.peek, 1, 1 << 20, kinds):  # type: ignore[arg-type]
+                return True
             self.sender.nudge()
             await asyncio.sleep(0.05)
         log.warning("agent.flush_incomplete", left=self.spool.stats().total_count)
+        return False
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
@@ -304,6 +367,7 @@ class Agent:
         await self.send_return(ret)
         if names := extra_names(pub.ret):
             await self.returners.deliver(ret, names)
+        self._restart_when_idle()
 
     async def send_return(self, ret: messages.JobReturn) -> str:
         """Spool a return (durably) and wake the sender; it leaves the spool on the master's ack."""

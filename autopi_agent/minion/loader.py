@@ -42,6 +42,9 @@ BUILTIN_MODULES: Mapping[str, str] = {
     "obd": "autopi_agent.modules.obd",
     "gpio": "autopi_agent.modules.gpio",
     "mine": "autopi_agent.modules.mine",
+    "power": "autopi_agent.modules.power",
+    "loggers": "autopi_agent.modules.loggers",
+    "beacons": "autopi_agent.modules.beacons",
 }
 
 

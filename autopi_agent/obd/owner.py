@@ -74,9 +74,11 @@ class ObdOwner:
     """Serialises all access to one adapter (see the module docstring). Thread-safe."""
 
     def __init__(self, settings: ObdSettings,
-                 on_connect: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_connect: Callable[[dict[str, Any]], None] | None = None,
+                 on_disconnect: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self._on_connect = on_connect
+        self._on_disconnect = on_disconnect  # called with the reason when the car is lost
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._session: Session | None = None
@@ -232,7 +234,7 @@ class ObdOwner:
         if session is not self._session:
             return
         if self._state == OwnerState.CAR and not session.car_connected:
-            self._state = OwnerState.ADAPTER
+            self._enter(OwnerState.ADAPTER)
         elif self._state == OwnerState.ADAPTER and session.car_connected:
             self._state = OwnerState.CAR
             self._car_backoff.succeeded()
@@ -323,9 +325,20 @@ class ObdOwner:
     def _fail(self, backoff: _Backoff, err: ObdError, state: str) -> None:
         backoff.failed(time.monotonic())
         self._last_error = err
-        self._state = state
+        self._enter(state)
         log.warning("obd.attempt_failed", port=self.settings.port, error=err.kind,
                     message=str(err), retry_in=round(backoff.next_at - time.monotonic(), 1))
+
+    def _enter(self, state: str) -> None:
+        """Move to ``state``; leaving CAR tells the on_disconnect hook (not on close())."""
+        left_car = self._state == OwnerState.CAR and state != OwnerState.CAR
+        self._state = state
+        if left_car and self._on_disconnect is not None:
+            reason = str(self._last_error) if self._last_error is not None else state
+            try:
+                self._on_disconnect(reason)
+            except Exception as err:  # the daemon's hook must not break the owner thread
+                log.error("obd.on_disconnect_failed", error=repr(err))
 
     def _lose(self, err: ObdError) -> None:
         log.warning("obd.adapter_lost", port=self.settings.port, error=err.kind, message=str(err))

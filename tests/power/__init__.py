@@ -1,0 +1,1 @@
+"""Power manager, power MCU protocol and simulator, and the power module."""
