@@ -67,14 +67,20 @@ def serve(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:
 
     from autopi_agent.minion.daemon import Agent
 
-    async def run() -> None:
+    async def run() -> str | None:
         agent = Agent(opts)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, agent.stop)
         await agent.run()
+        return agent.restart_reason
 
-    asyncio.run(run())
+    if asyncio.run(run()) is not None:
+        # Its own config changed (agent.config): start afresh in this process, so the
+        # same PID lives on under systemd and in tests alike.
+        from autopi_agent.selfconfig import reexec
+
+        reexec()
     return EXIT_OK
 
 
@@ -119,7 +125,8 @@ def _render(value: dict[str, Any], fmt: str) -> str:
         return repr(value)
     import yaml
 
-    return yaml.safe_dump(value, default_flow_style=False, sort_keys=True).rstrip()
+    text: str = yaml.safe_dump(value, default_flow_style=False, sort_keys=True)
+    return text.rstrip()
 
 
 def key(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:

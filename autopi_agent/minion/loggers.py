@@ -297,12 +297,16 @@ class Logger:
 
 
 class LoggerSet:
-    """One agent's loggers: config ``loggers`` over pillar ``loggers``; the daemon owns it."""
+    """One agent's loggers; the daemon owns it. Three sources, by name: the agent config's
+    ``loggers`` win over those states declared (``obd.logger``, read through ``managed``),
+    which win over the pillar's ``loggers``: the config is what the person at the car set,
+    a state is an explicit per-car declaration, the pillar is fleet-wide data."""
 
     def __init__(self, dispatcher: Dispatcher, sink: SampleSink,
                  config: Mapping[str, Any] | None = None, *, gate: Gate | None = None,
                  clock: Clock | None = None,
-                 pillar: Callable[[], Mapping[str, Any] | None] | None = None) -> None:
+                 pillar: Callable[[], Mapping[str, Any] | None] | None = None,
+                 managed: Callable[[], Mapping[str, Any] | None] | None = None) -> None:
         self.dispatcher = dispatcher
         self.sink = sink
         self.gate = gate
@@ -313,6 +317,10 @@ class LoggerSet:
         self._pillar = pillar
         self._pillar_seen: Mapping[str, Any] | None = None
         self._pillar_specs: dict[str, LoggerSpec] = {}
+        self._managed = managed
+        self._managed_seen: Mapping[str, Any] | None = None
+        self._managed_specs: dict[str, LoggerSpec] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.errors: list[str] = []
         self.loggers: dict[str, Logger] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -320,13 +328,15 @@ class LoggerSet:
         self._watch: asyncio.Task[None] | None = None
 
     def specs(self) -> dict[str, LoggerSpec]:
-        """The loggers in force, by name (a config logger wins over a pillar one)."""
-        return {**self._pillar_specs, **self._config}
+        """The loggers in force, by name (config over states over pillar)."""
+        return {**self._pillar_specs, **self._managed_specs, **self._config}
 
     def start(self) -> None:
         """Start every enabled logger, and the pillar watch."""
         if self._watch is None:
+            self._loop = asyncio.get_running_loop()
             self._read_pillar()
+            self._read_managed()
             self._apply()
             self._watch = asyncio.create_task(self._watch_pillar(), name="loggers:pillar")
 
@@ -339,9 +349,25 @@ class LoggerSet:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def notify(self) -> None:
-        """The pillar may have changed: apply its ``loggers``."""
-        if self._watch is not None and self._read_pillar():
+        """The pillar or the states' loggers may have changed: apply them."""
+        if self._watch is not None and (self._read_pillar() | self._read_managed()):
             self._apply()
+
+    def reload(self) -> None:
+        """``notify`` from any thread (a state run's worker thread)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.notify)
+
+    def _read_managed(self) -> bool:
+        managed = self._managed() if self._managed else None
+        if managed is self._managed_seen:
+            return False
+        self._managed_seen = managed
+        self._managed_specs, errors = parse_loggers(managed, "state loggers")
+        for error in errors:
+            log.error("logger.invalid", error=error)
+        return True
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Each logger's state and counters."""

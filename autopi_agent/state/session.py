@@ -24,15 +24,28 @@ from autopi_agent.state.context import StateContext
 from autopi_agent.state.highstate import Highstate, RenderInputs
 from autopi_agent.state.ordering import DependencyGraph, low_tag
 from autopi_agent.state.runner import StateRunner
-from autopi_agent.state.sources import fileclient_for, functions_for, pillar_for
+from autopi_agent.state.sources import (
+    cached_pillar,
+    functions_for,
+    pillar_for,
+    state_files_for,
+)
 from autopi_agent.states import state_loader
 from autopi_common.sls.pillar import merge_recursive
 
-__all__ = ["EX_COMPILER_ERROR", "EX_PILLAR_FAILURE", "EX_STATE_FAILURE", "StateLock",
-           "StateSession", "retcode_of", "split_mods"]
+__all__ = ["EX_COMPILER_ERROR", "EX_PILLAR_FAILURE", "EX_STATE_FAILURE", "OFFLINE_WARNING",
+           "StateLock", "StateSession", "offline_pillar", "retcode_of", "split_mods"]
 
 EX_COMPILER_ERROR, EX_STATE_FAILURE, EX_PILLAR_FAILURE = 1, 2, 5
 NO_STATES_TAG = "no_|-states_|-states_|-None"
+OFFLINE_WARNING = ("The master could not be reached: this run used the state files and pillar "
+                   "cached on the agent")
+
+
+def offline_pillar(ctx: AgentContext) -> dict[str, Any]:
+    """The pillar an offline run uses: the one in memory, else the one cached on disk."""
+    current = ctx.services.get("pillar")
+    return current if isinstance(current, dict) else cached_pillar(ctx)
 
 
 def split_mods(mods: Any) -> list[str]:
@@ -53,8 +66,10 @@ class StateSession:
         self.ctx = ctx
         self.test = bool(test)
         self.saltenv = saltenv
-        self.client: FileClient = fileclient_for(ctx)
-        base = pillar_for(ctx, refresh=refresh_pillar, pillarenv=pillarenv)
+        self.client: FileClient
+        self.client, self.offline = state_files_for(ctx)
+        base = offline_pillar(ctx) if self.offline else \
+            pillar_for(ctx, refresh=refresh_pillar, pillarenv=pillarenv)
         self.pillar = merge_recursive(base, pillar) if pillar else base
         self.functions = functions_for(ctx)
         self.states = ctx.services.get("state_loader") or state_loader()
@@ -142,6 +157,14 @@ class StateSession:
         runner = self.runner()
         ret = runner.call_high(high)
         self.chunks = [chunk for chunk in runner.graph.chunks.values()]
+        return self.mark_offline(ret)
+
+    def mark_offline(self, ret: dict[str, Any] | list[str]) -> dict[str, Any] | list[str]:
+        """Say in each result that the run used cached files and pillar (Salt's ``warnings``)."""
+        if self.offline and isinstance(ret, dict):
+            for result in ret.values():
+                if isinstance(result, dict):
+                    result.setdefault("warnings", []).append(OFFLINE_WARNING)
         return ret
 
     def single(self, fun: str, name: str, **kwargs: Any) -> dict[str, Any] | list[str]:

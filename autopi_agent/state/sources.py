@@ -5,7 +5,9 @@ the master's file server (cached by hash) and pillar from its ``_pillar`` reply.
 (``autopi-agent call --local``), ``local_services(file_roots, pillar_roots)`` registers a
 local file client and a local pillar compiler instead. Every pillar fetched is kept in
 ``cachedir/pillar.p`` (atomic write, mode 0600), so an agent that is offline still runs
-states with the pillar it last received.
+states with the pillar it last received. Offline (the master does not answer within
+``PROBE_TIMEOUT_S``, or the agent has no master link and no roots), ``state_files_for``
+serves the files the master sent before from ``cachedir/files/``: offline highstate.
 """
 
 from __future__ import annotations
@@ -19,19 +21,23 @@ import structlog
 from autopi_agent.fileclient import FileClient, LocalFileClient, RemoteFileClient
 from autopi_agent.minion.context import AgentContext, WithRetcode
 from autopi_agent.minion.errors import CommandExecutionError, UnknownFunctionError
+from autopi_agent.transport import TransportError
 from autopi_common.fsutil import ensure_dir, write_atomic
 from autopi_proto import codec
-from autopi_proto.errors import DecodeError
+from autopi_proto.errors import DecodeError, ProtoError
 
 if TYPE_CHECKING:  # Jinja2 loads only when something is rendered: the agent starts faster.
     from autopi_common.sls.jinja import SaltFunctions
 
-__all__ = ["LocalPillar", "PillarSource", "cached_pillar", "fileclient_for", "functions_for",
-           "local_services", "pillar_for", "refresh_pillar"]
+__all__ = ["LocalPillar", "PillarSource", "cached_fileclient", "cached_pillar", "fileclient_for",
+           "functions_for", "local_services", "master_unreachable", "pillar_for", "refresh_pillar",
+           "state_files_for"]
 
 log = structlog.get_logger(__name__)
 
 PILLAR_CACHE = "pillar.p"
+# How long a state run waits for the master before it runs from the cache instead.
+PROBE_TIMEOUT_S = 10.0
 
 
 class PillarSource(Protocol):
@@ -73,6 +79,55 @@ def _roots(roots: Mapping[str, Sequence[str | Path]] | Sequence[str | Path]
     if isinstance(roots, Mapping):
         return {str(env): [str(path) for path in paths] for env, paths in roots.items()}
     return {"base": [str(path) for path in roots]} if roots else {}
+
+
+def cached_fileclient(ctx: AgentContext) -> LocalFileClient | None:
+    """The files the master served before (``cachedir/files/<saltenv>/``), or None."""
+    files = Path(str(ctx.opts.get("cachedir", "cache"))) / "files"
+    envs = sorted(entry.name for entry in files.iterdir() if entry.is_dir()) \
+        if files.is_dir() else []
+    if not envs:
+        return None
+    return LocalFileClient({env: [str(files / env)] for env in envs})
+
+
+def master_unreachable(ctx: AgentContext, timeout: float = PROBE_TIMEOUT_S) -> Exception | None:
+    """Why the master does not answer a file-server request within ``timeout`` seconds,
+    or None when it does."""
+    link = ctx.services.get("master")
+    authenticated = getattr(link, "authenticated", None)
+    if authenticated is not None and not authenticated.is_set():
+        # Never ask: the request would wait for the authentication.
+        return TransportError("the agent is not authenticated with the master")
+    master_call = ctx.services.get("master_call")
+    if master_call is None:
+        return TransportError("the agent has no master link")
+    try:
+        master_call({"cmd": "_file_envs"}, None, timeout)
+    except (TransportError, TimeoutError, ProtoError) as err:
+        log.warning("state.master_unreachable", error=f"{type(err).__name__}: {err}")
+        return err
+    return None
+
+
+def state_files_for(ctx: AgentContext) -> tuple[FileClient, bool]:
+    """The state files for one run, and whether they come from the cache because the master
+    cannot be reached (offline highstate). Raises the master's error when nothing is cached."""
+    if ctx.services.get("fileclient") is not None:
+        return fileclient_for(ctx), False
+    if ctx.services.get("master_call") is None:
+        problem: Exception | None = None
+    else:
+        problem = master_unreachable(ctx)
+        if problem is None:
+            return fileclient_for(ctx), False
+    cached = cached_fileclient(ctx)
+    if cached is None:
+        if problem is None:
+            return fileclient_for(ctx), False  # raises: no master, no roots, no cache
+        raise problem
+    log.warning("state.offline", cachedir=str(ctx.opts.get("cachedir")))
+    return cached, True
 
 
 def fileclient_for(ctx: AgentContext) -> FileClient:

@@ -26,6 +26,9 @@ STATE_MODULES: Mapping[str, str] = {
     "service": "autopi_agent.states.service",
     "pkg": "autopi_agent.states.pkg",
     "test": "autopi_agent.states.test",
+    "obd": "autopi_agent.states.obd",
+    "agent": "autopi_agent.states.agent",
+    "power": "autopi_agent.states.power",
 }
 
 

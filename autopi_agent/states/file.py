@@ -4,7 +4,8 @@ Files are replaced atomically (temp file, fsync, rename), so a power cut leaves 
 file or the new one. ``file.managed`` takes its contents from ``contents``, or from
 ``source`` (``salt://path`` from the file server, or an absolute local path), optionally
 rendered with ``template: jinja``; ``backup: minion`` keeps the old file under
-``cachedir/file_backup``; ``changes`` carries a unified diff, as Salt's.
+``cachedir/file_backup``; ``changes`` carries a unified diff, as Salt's. ``file.recurse``
+lives in ``file_recurse``.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from autopi_agent.state.context import StateContext, state_return
+from autopi_agent.states.file_recurse import recurse
 from autopi_common.fsutil import write_atomic
 from autopi_common.sls import RenderError
 from autopi_common.sls.render import render_template
 from autopi_proto.grainmatch import traverse
 
-__all__ = ["absent", "directory", "managed", "symlink"]
+__all__ = ["absent", "directory", "managed", "recurse", "symlink"]
 
 _TEST_NOTE = "\nNote: No changes made, actual changes may\nbe different due to other states."
 
@@ -133,7 +135,8 @@ def directory(ctx: StateContext, name: str, user: str | None = None, group: str 
         return state_return(name, None, f"The following files will be changed:\n{lines}",
                             {name: meta})
     _apply_meta(path, wanted_mode, owner)
-    return state_return(name, True, f"Directory {name} updated", {name: meta})
+    # As Salt 3008: the directory's entry, and file.check_perms' own keys beside it.
+    return state_return(name, True, f"Directory {name} updated", {name: meta, **meta})
 
 
 def absent(ctx: StateContext, name: str, **kwargs: Any) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """Jinja2 as Salt configures it for SLS and templates: sandboxed, strict about undefined names.
 
 Included and imported templates (``{% include 'map.jinja' %}``, ``{% from './defaults.jinja'
-import x %}``) come from a ``SourceLoader``: a callable from a name relative to the file
-root to the text, or None when there is no such file. A name starting with ``./`` or
-``../`` is relative to the template that asks for it, as in Salt.
+import x %}``, ``{% import_yaml 'defaults.yaml' as d %}``) come from a ``SourceLoader``: a
+callable from a name relative to the file root to the text, or None when there is no such
+file. A name starting with ``./`` or ``../`` is relative to the template that asks for it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import jinja2
+import jinja2.ext
+import jinja2.nodes
 import jinja2.sandbox
 import yaml
 from jinja2.exceptions import SecurityError
@@ -27,7 +29,7 @@ __all__ = ["SaltFunctions", "SourceLoader", "make_environment", "render_jinja"]
 
 SourceLoader = Callable[[str], "str | None"]
 
-_EXTENSIONS = ["jinja2.ext.do", "jinja2.ext.loopcontrols"]
+_EXTENSIONS: list[Any] = ["jinja2.ext.do", "jinja2.ext.loopcontrols"]
 
 
 class _Loader(jinja2.BaseLoader):
@@ -51,6 +53,53 @@ class _Loader(jinja2.BaseLoader):
         return text, name, lambda: True
 
 
+class _Serializers(jinja2.ext.Extension):
+    """Salt's ``{% import_yaml 'f.yaml' as x %}`` (and ``import_json``, ``import_text``), and
+    ``{% load_yaml as x %}...{% endload %}`` (``load_json``, ``load_text``). An imported file
+    is rendered as a template first, as Salt does."""
+
+    tags = {f"{verb}_{kind}" for verb in ("import", "load") for kind in ("yaml", "json", "text")}
+
+    def parse(self, parser: Any) -> list[jinja2.nodes.Node]:
+        verb, _, kind = str(parser.stream.current.value).partition("_")
+        node: jinja2.nodes.Node
+        source: jinja2.nodes.Expr
+        if verb == "import":
+            node = parser.parse_import()  # consumes the tag as Jinja's own "import" would
+            target = str(node.target)  # type: ignore[attr-defined]
+            source = jinja2.nodes.Name(target, "load")
+        else:
+            lineno = next(parser.stream).lineno
+            parser.stream.expect("name:as")
+            target = parser.parse_assign_target(name_only=True).name
+            body = parser.parse_statements(("name:endload",), drop_needle=True)
+            macro = f"_load_{target}"
+            node = jinja2.nodes.Macro(macro, [], [], body).set_lineno(lineno)
+            source = jinja2.nodes.Call(jinja2.nodes.Name(macro, "load"), [], [], None, None)
+        value = self.call_method(f"_{kind}", [source])
+        return [node, jinja2.nodes.Assign(jinja2.nodes.Name(target, "store"), value)]
+
+    @staticmethod
+    def _text(value: Any) -> str:
+        return str(value)
+
+    @staticmethod
+    def _yaml(value: Any) -> Any:
+        try:
+            return yaml.safe_load(str(value))
+        except yaml.YAMLError as err:
+            raise jinja2.TemplateRuntimeError(
+                f"Unable to load yaml from {getattr(value, '__name__', 'a block')}: {err}") from err
+
+    @staticmethod
+    def _json(value: Any) -> Any:
+        try:
+            return json.loads(str(value))
+        except ValueError as err:
+            raise jinja2.TemplateRuntimeError(
+                f"Unable to load json from {getattr(value, '__name__', 'a block')}: {err}") from err
+
+
 class _Environment(jinja2.sandbox.SandboxedEnvironment):
     def join_path(self, template: str, parent: str) -> str:
         if template.startswith(("./", "../")):
@@ -62,7 +111,8 @@ class _Environment(jinja2.sandbox.SandboxedEnvironment):
 def make_environment(main_name: str, main_text: str,
                      fetch: SourceLoader | None = None) -> jinja2.Environment:
     """A Salt-like Jinja environment whose loader knows the main template and ``fetch``."""
-    env = _Environment(loader=_Loader(main_name, main_text, fetch), extensions=_EXTENSIONS,
+    env = _Environment(loader=_Loader(main_name, main_text, fetch),
+                       extensions=[*_EXTENSIONS, _Serializers],
                        undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters.update(FILTERS)
     env.tests.update(TESTS)
