@@ -67,7 +67,7 @@ def fmt(value: float, unit: str) -> str:
         return "–"
     if unit == "ms":
         return f"{value:.2f}" if value < 20 else f"{value:.0f}"
-    if unit == "s":
+    if unit in ("s", "×"):
         return f"{value:.2f}"
     return f"{value:.1f}"
 

@@ -45,14 +45,23 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "compared with Salt; 0 skips it (default 30)")
     parser.add_argument("--settle", type=float, default=2.0,
                         help="seconds an agent or minion idles before its memory is read")
+    parser.add_argument("--obd-queries", type=int, default=200,
+                        help="RPM queries a side for the OBD query-rate benchmark (default 200)")
+    parser.add_argument("--logger-window", type=float, default=None,
+                        help="seconds the logger-cost window lasts (default "
+                        "$AUTOPI_BENCH_LOGGER_WINDOW, else 600)")
+    parser.add_argument("--logger-warmup", type=float, default=30.0,
+                        help="seconds the logger runs before its window starts (default 30)")
     parser.add_argument("--quick", action="store_true",
-                        help="5 samples, fleet 1000 only, 10 Salt minions: a smoke run")
+                        help="5 samples, fleet 1000 only, 10 Salt minions, a 60 s logger "
+                        "window: a smoke run")
     parser.add_argument("--no-salt", action="store_true", help="measure our side only")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     ns = parser.parse_args(argv)
     if ns.quick:
         ns.samples, ns.fleet, ns.fleet_samples, ns.salt_fleet = 5, "1000", 5, 10
+        ns.logger_window = ns.logger_window or 60.0
     return ns
 
 
@@ -221,6 +230,27 @@ def telemetry_rows(work: Path, problems: Problems) -> list[Row]:
     return out
 
 
+def obd_rows(work: Path, key_dir: Path, ns: argparse.Namespace, problems: Problems) -> list[Row]:
+    """The OBD issue's benchmarks: RSS with OBD connected, query rate, remote round trip."""
+    from bench import obd_cases
+
+    figures = problems.attempt("OBD benchmarks", lambda: obd_cases.measure(
+        work / "obd", key_dir, queries=ns.obd_queries, samples=ns.samples, settle=ns.settle,
+        log=log))
+    return obd_cases.rows(figures or {})
+
+
+def logger_rows(work: Path, key_dir: Path, ns: argparse.Namespace,
+                problems: Problems) -> list[Row]:
+    """The telemetry issue's logger cost: CPU and RSS growth of the agent over a window."""
+    from bench import logger_cost
+
+    window = ns.logger_window if ns.logger_window is not None else logger_cost.default_window()
+    figures = problems.attempt("logger cost", lambda: logger_cost.measure(
+        work / "logger", key_dir, window_s=window, warmup_s=ns.logger_warmup, log=log))
+    return logger_cost.rows(figures) if figures is not None else []
+
+
 def _terminate(signum: int, _frame: Any) -> None:
     # Unwind through every finally block, so that no daemon outlives the run.
     raise SystemExit(128 + signum)
@@ -253,11 +283,15 @@ def main(argv: list[str] | None = None) -> int:
         figures, failures = single.measure(sides, ns.samples, ns.settle, log)
         problems.extend(failures)
         rows += single_rows(figures["ours"], figures.get("salt"), ours.obd_loaded_at_start())
+        obd = obd_rows(work, pool[0], ns, problems)
+        rows[1:1] = obd[:1]  # RSS with OBD next to the idle RSS without it
+        rows += obd[1:]
         for size in sizes:
             rows.append(fleet(size, pool, nofile, ns.fleet_samples, work, problems))
         if ns.salt_fleet and venv is not None:
             rows.append(small_fleet(ns.salt_fleet, pool, venv, ns.fleet_samples, work, problems))
         rows += telemetry_rows(work, problems)
+        rows += logger_rows(work, pool[0], ns, problems)
     finally:
         REAPER.reap()
         if not ns.keep:
