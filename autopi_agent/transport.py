@@ -155,7 +155,15 @@ class MasterLink:
         assert self._monitor is not None
         poller.register(self._monitor, zmq.POLLIN)
         while (left := deadline - time.monotonic()) > 0:
-            ready = dict(await poller.poll(int(left * 1000) + 1))
+            try:
+                ready = dict(await poller.poll(int(left * 1000) + 1))
+            except asyncio.CancelledError:
+                # reset() from another task closed this socket under the poll: resend on a
+                # fresh one. A real cancellation of this task still propagates.
+                task = asyncio.current_task()
+                if sock.closed and task is not None and not task.cancelling():
+                    return "dropped"
+                raise
             if sock in ready:
                 return "reply"
             if self._monitor in ready:
@@ -267,8 +275,10 @@ class Subscription:
         self.sock = ctx.socket(zmq.SUB)
         tune(self.sock, opts)
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        # Connected means handshake done: the subscription goes out right after it, so a
+        # publish made after that point reaches us (a bare TCP connect is too early).
         self.monitor = self.sock.get_monitor_socket(
-            zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
         self.address = f"tcp://{master_host(opts)}:{port}"
         self.sock.connect(self.address)
         self.connected_at: float | None = None
@@ -278,10 +288,10 @@ class Subscription:
         return bytes(frames[-1])  # with zmq_filtering the first frame is a topic
 
     async def link_events(self) -> Any:
-        """Yield "connected"/"disconnected" as the TCP link to the publisher changes."""
+        """Yield "connected"/"disconnected" as the link to the publisher changes."""
         while True:
             event = parse_monitor_message(await self.monitor.recv_multipart())
-            if event["event"] == zmq.EVENT_CONNECTED:
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.connected_at = time.monotonic()
                 yield "connected"
             elif event["event"] == zmq.EVENT_DISCONNECTED:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
 
-from autopi_agent.spool import Backoff, Item, Spool
+from autopi_agent.spool import Backoff, Item, Kind, Spool
 from autopi_agent.transport import MasterLink, TransportError
 from autopi_proto import codec
 from autopi_proto.errors import AuthenticationError, DecodeError
@@ -25,13 +25,19 @@ log = structlog.get_logger(__name__)
 
 LIMITS_EVERY_S = 60.0
 IDLE_WAKE_S = 5.0
+HELD_EVENTS_CHECK_S = 0.5
+NOT_EVENTS: tuple[Kind, ...] = ("return", "telemetry")
 
 
 class Sender:
     """One agent's outbox drainer."""
 
-    def __init__(self, spool: Spool, link: MasterLink, opts: Mapping[str, Any]) -> None:
+    def __init__(self, spool: Spool, link: MasterLink, opts: Mapping[str, Any],
+                 events_ready: Callable[[], bool] = lambda: True) -> None:
         self.spool = spool
+        # Events wait until we listen to the publisher again: a reactor's job triggered by an
+        # event sent earlier would be published to nobody (returns and telemetry need not wait).
+        self.events_ready = events_ready
         self.link = link
         self.minion_id = str(opts["id"])
         self.timeout = float(opts.get("return_timeout", 60))
@@ -52,9 +58,11 @@ class Sender:
                 last_limits = loop.time()
                 await asyncio.to_thread(self._limits)
             self.wake.clear()
-            items = await asyncio.to_thread(self.spool.peek, 500, 256 * 1024)
+            listening = self.events_ready()
+            items = await asyncio.to_thread(self.spool.peek, 500, 256 * 1024,
+                                            None if listening else NOT_EVENTS)
             if not items:
-                await self._idle(IDLE_WAKE_S)
+                await self._idle(IDLE_WAKE_S if listening else HELD_EVENTS_CHECK_S)
                 continue
             try:
                 await self._deliver(items)
@@ -63,6 +71,10 @@ class Sender:
                 delay = self.backoff.next_delay()
                 log.warning("spool.send_failed", error=str(err), retry_in=round(delay, 2),
                             waiting=len(items))
+                await asyncio.sleep(delay)
+            except Exception:  # a dead sender would strand the spool until a restart
+                delay = self.backoff.next_delay()
+                log.exception("spool.sender_error", retry_in=round(delay, 2), waiting=len(items))
                 await asyncio.sleep(delay)
 
     async def _idle(self, seconds: float) -> None:
