@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("action", choices=("list", "show"))
     jobs.add_argument("jid", nargs="?")
     jobs.add_argument("--limit", type=int, default=50)
-    jobs.add_argument("--out", default="yaml", choices=("yaml", "nested", "json", "raw", "table"))
+    jobs.add_argument("--out", default="", choices=("yaml", "nested", "json", "raw", "table"),
+                      help="format (default: one line per job for list, yaml for show)")
 
     runner = verbs.add_parser("runner", help="run a master-side function (manage.status, "
                               "jobs.list, fleet.summary...)",

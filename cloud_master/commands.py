@@ -140,7 +140,14 @@ def jobs(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:
     cache = SqliteJobCache(Path(opts["cachedir"]) / "jobs.sqlite")
     try:
         if ns.action == "list":
-            for job in cache.list_jobs(limit=ns.limit):
+            listed = cache.list_jobs(limit=ns.limit)
+            if ns.out:
+                print(render({job.jid: {"fun": job.fun, "arg": list(job.arg), "tgt": job.tgt,
+                                        "tgt_type": job.tgt_type, "user": job.user,
+                                        "started": job.started, "minions": list(job.minions)}
+                              for job in listed}, ns.out))
+                return EXIT_OK
+            for job in listed:
                 when = datetime.datetime.fromtimestamp(job.started).isoformat(timespec="seconds")
                 print(f"{job.jid}  {when}  {job.fun:<24} {job.tgt!s:<16} "
                       f"{len(job.minions)} minion(s)")
@@ -155,7 +162,7 @@ def jobs(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:
         job = record.job
         print(f"jid: {job.jid}\nfunction: {job.fun}\narguments: {job.arg}\n"
               f"target: {job.tgt} ({job.tgt_type})\nminions: {', '.join(job.minions)}")
-        print(render({mid: r.ret for mid, r in record.returns.items()}, ns.out))
+        print(render({mid: r.ret for mid, r in record.returns.items()}, ns.out or "yaml"))
         for minion_id in record.missing:
             print(f"{minion_id}: no return", file=sys.stderr)
         return EXIT_OK
@@ -171,8 +178,7 @@ def events(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:
     from autopi_proto import codec
     from cloud_master.server import events_address
 
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.SUB)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     sock.connect(events_address(opts))

@@ -88,6 +88,9 @@ def test_jobs_list_and_show(master: MasterDaemon, agent_factory: Callable[..., D
     jid = next(line.split()[0] for line in listing.splitlines() if "test.echo" in line)
     shown = master.cli("jobs", "show", jid, "--out", "json", check=True).stdout
     assert json.loads(shown[shown.index("{"):]) == {"car-0001": "remember me"}
+    listed = json.loads(master.cli("jobs", "list", "--out", "json", check=True).stdout)
+    assert listed[jid]["fun"] == "test.echo" and listed[jid]["arg"] == ["remember me"]
+    assert listed[jid]["minions"] == ["car-0001"]
 
 
 def test_deleted_key_is_cut_off(master: MasterDaemon, agent_factory: Callable[..., Daemon]) -> None:
