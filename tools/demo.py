@@ -47,6 +47,12 @@ def shell(tool: str, config: Path, *args: str, check: bool = True) -> str:
     return proc.stdout
 
 
+def shell_quiet(config: Path, *args: str) -> str:
+    """A cloud-master command's output, not shown."""
+    return subprocess.run([sys.executable, "-m", "cloud_master.cli", "-c", str(config), *args],
+                          capture_output=True, text=True, cwd=REPO).stdout
+
+
 def wait_until(check, what: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -62,21 +68,30 @@ def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def demo_trees(root: Path) -> tuple[Path, Path]:
-    """A state tree that installs a logger settings file, and per-car pillar."""
+    """A state tree that declares a telemetry logger and a settings file, and per-car pillar."""
     srv, pillar = root / "srv", root / "pillar"
     (srv / "car").mkdir(parents=True)
     pillar.mkdir()
     (srv / "top.sls").write_text("base:\n  'car-*':\n    - car.settings\n")
     (srv / "car" / "settings.sls").write_text(
+        "engine:\n  obd.logger:\n    - pids: {{ pillar['pids'] | tojson }}\n"
+        "    - interval: 1\n"
         "logger settings:\n  file.managed:\n"
-        f"    - name: {root}/agent/etc/logger.yaml\n"
-        "    - source: salt://car/logger.yaml.j2\n    - template: jinja\n    - makedirs: true\n")
-    (srv / "car" / "logger.yaml.j2").write_text(
+        f"    - name: {root}/agent/etc/vehicle.yaml\n"
+        "    - source: salt://car/vehicle.yaml.j2\n    - template: jinja\n    - makedirs: true\n")
+    (srv / "car" / "vehicle.yaml.j2").write_text(
         "# installed by the cloud master\nvehicle: {{ pillar['vehicle'] }}\n"
         "pids: {{ pillar['pids'] | join(', ') }}\n")
     (pillar / "top.sls").write_text("base:\n  'car-0001':\n    - car1\n")
-    (pillar / "car1.sls").write_text("vehicle: demo sedan\npids: [RPM, SPEED, COOLANT_TEMP]\n")
+    (pillar / "car1.sls").write_text(
+        "vehicle: demo sedan\npids: [RPM, SPEED, COOLANT_TEMP, ENGINE_LOAD]\n")
     return srv, pillar
+
+
+def events_seen(log: Path, since: int = 0) -> list[str]:
+    """The vehicle events `cloud-master events` has printed so far (tag and a short body)."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [line[:150] for line in lines[since:] if "vehicle/" in line]
 
 
 def main() -> int:
@@ -103,12 +118,19 @@ def main() -> int:
             "publish_port": pub_port, "root_dir": str(root / "agent"), "log_format": "json",
             "acceptance_wait_time": 1, "grains": {"fleet": "demo"},
             "obd": {"port": car["pty"], "baudrate": 38400},
-            "loggers": {"engine": {"pids": ["RPM", "SPEED", "COOLANT_TEMP", "ENGINE_LOAD"],
-                                   "interval": 1}}}))
+            "vehicle_events": {"dtc_interval": 5},
+            # Short timers so the trip fits a demo; "poweroff" here only writes a file.
+            "power": {"enabled": True, "mcu": {"port": car["mcu_pty"]}, "sleep_after": 8,
+                      "poll_interval": 0.5, "heartbeat_interval": 2, "power_off_delay": 5,
+                      "wake_triggers": ["ignition", "voltage_rise"],
+                      "shutdown_command": ["sh", "-c", f"date > {root}/poweroff-requested"]}}))
         say(f"A cloud master on 127.0.0.1:{pub_port}/{ret_port} (state in {root})")
         procs.append(start([sys.executable, "-m", "cloud_master.cli", "-c", str(master_cfg),
                             "serve"], root / "master.log"))
         wait_until(lambda: (root / "master" / "run" / "master-control.ipc").exists(), "the master")
+        events = root / "events.log"
+        procs.append(start([sys.executable, "-m", "cloud_master.cli", "-c", str(master_cfg),
+                            "events", "--tag", "vehicle/*"], events))
         say("The dongle's agent starts and asks to enrol")
         procs.append(start([sys.executable, "-m", "autopi_agent.cli", "-c", str(agent_cfg),
                             "serve"], root / "agent.log"))
@@ -131,10 +153,11 @@ def main() -> int:
         shell("cloud-master", master_cfg, "run", "-G", "fleet:demo", "obd.query_many", "COOLANT_TEMP",
               "ENGINE_LOAD", "--out", "table")
         shell("cloud-master", master_cfg, "run", "car-0001", "nope.missing", check=False)
-        say("A state from the master: a settings file rendered with this car's pillar")
+        say("A state from the master: a telemetry logger and a file, from this car's pillar")
         shell("cloud-master", master_cfg, "run", "car-0001", "state.apply")
-        print((root / "agent" / "etc" / "logger.yaml").read_text(), flush=True)
-        say("Telemetry from the agent's logger, stored on the master")
+        print((root / "agent" / "etc" / "vehicle.yaml").read_text(), flush=True)
+        shell("cloud-master", master_cfg, "run", "car-0001", "loggers.status", "--out", "json")
+        say("Telemetry from the logger the state installed, stored on the master")
         time.sleep(4)
         shell("cloud-master", master_cfg, "telemetry", "latest")
         shell("cloud-master", master_cfg, "telemetry", "export", "car-0001", "RPM", "SPEED",
@@ -142,8 +165,25 @@ def main() -> int:
         plot = ["telemetry", "plot", "car-0001", "RPM", "SPEED", "--since", "5m", "-o",
                 str(root / "trip.png")]
         shell("cloud-master", master_cfg, *plot, check=False)
-        say("The job cache")
+        hil = [sys.executable, "-m", "hil"]
+        control = ["--control", car["control"]]
+        say("A trouble code appears: dtc/new event, and the reactor reads the codes")
+        subprocess.run([*hil, "scenario", "dtc-present", *control], check=True, cwd=REPO)
+        wait_until(lambda: any("dtc/new" in line for line in events_seen(events)),
+                   "the dtc/new event")
+        wait_until(lambda: '"obd.dtc"' in shell_quiet(master_cfg, "jobs", "list", "--out", "json"),
+                   "the reactor's obd.dtc job")
+        say("The job cache (the reactor's obd.dtc job is there)")
         shell("cloud-master", master_cfg, "jobs", "list", "--limit", "5")
+        say("End of the trip: ignition off, engine stop, and after the sleep timer the dongle sleeps")
+        shell("cloud-master", master_cfg, "run", "car-0001", "power.status")
+        subprocess.run([*hil, "scenario", "engine-off", *control], check=True, cwd=REPO)
+        wait_until(lambda: any("power/sleep" in line for line in events_seen(events)),
+                   "the power/sleep event", timeout=60)
+        wait_until((root / "poweroff-requested").exists, "the shutdown command")
+        subprocess.run([*hil, "mcu", *control], check=True, cwd=REPO)
+        say("Vehicle events the master received during the trip (cloud-master events)")
+        print("\n".join(events_seen(events)), flush=True)
         say("A local call on the dongle, no master needed")
         shell("autopi-agent", agent_cfg, "call", "test.version")
         say(f"Done. Logs and the trip export in {root}")
