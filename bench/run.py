@@ -14,6 +14,7 @@ import datetime
 import shlex
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -86,7 +87,18 @@ def ms(series: Series) -> Series:
     return Series(tuple(value * 1000 for value in series.values))
 
 
-def single_rows(our: Figures, salt: Figures | None, obd_loaded: bool) -> list[Row]:
+def floor_note(floor: Series | None) -> str:
+    """The dependency floor's median, and how far below it the RSS budget lies."""
+    if floor is None or not floor.values:
+        return "not measured"
+    median = statistics.median(floor.values)
+    return (f"{median:.1f} MiB (n={len(floor.values)}): asyncio, pyzmq with two sockets, "
+            f"cryptography, msgpack, PyYAML, structlog, sqlite3 in WAL; the budget is "
+            f"{median - BUDGETS['rss']:.1f} MiB below it")
+
+
+def single_rows(our: Figures, salt: Figures | None, obd_loaded: bool,
+                floor: Series | None = None) -> list[Row]:
     def pick(name: str) -> Series:
         return our.get(name, Series(()))
 
@@ -103,7 +115,9 @@ def single_rows(our: Figures, salt: Figures | None, obd_loaded: bool) -> list[Ro
             "RSS summed over the daemon's processes (salt-minion runs two), read from "
             "/proc/PID/status after the daemon authenticated and idled for the settle time.",
             {"python-OBD imported when the agent starts":
-             "yes: this figure includes it" if obd_loaded else "no"}),
+             "yes: this figure includes it" if obd_loaded else "no",
+             "floor: the agent's runtime libraries alone, idle (bench/floor.py)":
+             floor_note(floor)}),
         Row("Agent start to authenticated (key already accepted)", "ms",
             ms(pick("agent_start")), salt_ms("agent_start"), BUDGETS["start"],
             "From spawning the daemon to its ready line: our `agent.ready` (logged once "
@@ -282,7 +296,12 @@ def main(argv: list[str] | None = None) -> int:
             sides.append(salt_side.SaltSide(venv, work / "s"))
         figures, failures = single.measure(sides, ns.samples, ns.settle, log)
         problems.extend(failures)
-        rows += single_rows(figures["ours"], figures.get("salt"), ours.obd_loaded_at_start())
+        from bench.floor import floor_rss_mib
+
+        floor = problems.attempt("dependency floor", lambda: Series(tuple(
+            floor_rss_mib(settle=ns.settle) for _ in range(5))))
+        rows += single_rows(figures["ours"], figures.get("salt"), ours.obd_loaded_at_start(),
+                            floor)
         obd = obd_rows(work, pool[0], ns, problems)
         rows[1:1] = obd[:1]  # RSS with OBD next to the idle RSS without it
         rows += obd[1:]
