@@ -98,6 +98,7 @@ class MasterLink:
         self._tok = rsa.x931_sign(keys.private_key, messages.TOKEN_PLAINTEXT)
         self._sock: zmq.asyncio.Socket | None = None
         self._monitor: zmq.asyncio.Socket | None = None
+        self._closed = False
         self._lock = asyncio.Lock()
         self._auth_lock = asyncio.Lock()
         self._enc = str(opts.get("encryption_algorithm", rsa.DEFAULT_ENCRYPTION))
@@ -125,6 +126,8 @@ class MasterLink:
             self._sock = None
 
     def close(self) -> None:
+        """Drop the request socket for good: requests in flight or later fail at once."""
+        self._closed = True
         self.reset()
 
     async def roundtrip(self, message: Mapping[str, Any], timeout: float) -> Any:
@@ -138,6 +141,8 @@ class MasterLink:
         deadline = time.monotonic() + timeout
         async with self._lock:
             while True:
+                if self._closed:
+                    raise TransportError(f"the link to {self.address} is closed")
                 sock = self._socket()
                 await sock.send_multipart([b"", frame])
                 outcome = await self._await_reply(sock, deadline)
