@@ -105,6 +105,9 @@ class Session:
         self.adapter_version = ""
         self.protocol: Protocol | None = None
         self.supported: dict[int, frozenset[int]] = {}
+        # How many ECUs list each (service, PID): a broadcast request waits for that many
+        # answers, so a slow ECU's late answer cannot be taken for the next request's.
+        self.responders: dict[tuple[int, int], int] = {}
         self.connected_at = time.time()
         self.vin: str | None = None
         self.vin_raw = ""
@@ -182,7 +185,7 @@ class Session:
         check_answer(lines, obd.commands.PIDS_A, candidate, sent="0100",
                      what="connecting to the car (0100)")
         self.protocol = candidate
-        self.supported = self._read_supported()
+        self.supported, self.responders = self._read_supported()
         log.info("obd.car_connected", protocol=number, supported=self.supported_count)
 
     @property
@@ -196,23 +199,28 @@ class Session:
         raise_for_status(parse_reply(lines, echo="0100"), "connecting to the car (0100)")
         return lines
 
-    def _read_supported(self) -> dict[int, frozenset[int]]:
+    def _read_supported(self) -> tuple[dict[int, frozenset[int]], dict[tuple[int, int], int]]:
         supported: dict[int, frozenset[int]] = {}
+        responders: dict[tuple[int, int], int] = {}
         for mode in _BITMAP_MODES:
             pids: set[int] = set()
             base = 0
             while base <= 0xE0:
-                bits = self._bitmap(mode, base)
-                if bits is None:
+                bitmaps = self._bitmap(mode, base)
+                if bitmaps is None:
                     break
-                pids |= {base + i + 1 for i in range(32) if bits >> (31 - i) & 1}
+                for bits in bitmaps:
+                    listed = {base + i + 1 for i in range(32) if bits >> (31 - i) & 1}
+                    pids |= listed
+                    for pid in listed:
+                        responders[mode, pid] = responders.get((mode, pid), 0) + 1
                 if base + 0x20 not in pids:
                     break
                 base += 0x20
             supported[mode] = frozenset(pids)
-        return supported
+        return supported, responders
 
-    def _bitmap(self, mode: int, base: int) -> int | None:
+    def _bitmap(self, mode: int, base: int) -> list[int] | None:
         command = OBDCommand(f"PIDS_{mode:02X}_{base:02X}", "", f"{mode:02X}{base:02X}".encode(),
                              6, obd.decoders.noop)
         try:
@@ -221,10 +229,8 @@ class Session:
             log.info("obd.bitmap_unavailable", mode=f"{mode:02X}", base=f"{base:02X}",
                      error=err.kind)
             return None
-        bits = 0
-        for message in answer.messages:  # every ECU's list counts
-            bits |= int.from_bytes(bytes(message.data[2:6]), "big")
-        return bits
+        # One bitmap per ECU that answered (every ECU's list counts).
+        return [int.from_bytes(bytes(message.data[2:6]), "big") for message in answer.messages]
 
     @property
     def supported_count(self) -> int:
@@ -268,6 +274,9 @@ class Session:
         text = command.command.decode()
         key = (header, text)
         count = self._frame_counts.get(key) if self.settings.fast else None
+        if count is not None and header is None and command.pid is not None:
+            # A count learned while one ECU was late would cut the next answers short.
+            count = max(count, self.responders.get((command.mode, command.pid), 0))
         sent = f"{text}{count}" if count else text
         try:
             answer = check_answer(self.link.exchange(sent, timeout), command, self.protocol,
