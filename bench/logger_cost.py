@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import keys, procfs
-from bench.ours import BIN, OurMaster, agent_config
+from bench import keys, ours, procfs
+from bench.ours import OurMaster, agent_config
 from bench.proc import BenchError, Spawned
 from bench.stats import Row, Series
 
@@ -123,7 +123,7 @@ def measure(work: Path, key_dir: Path, *, window_s: float, warmup_s: float = 30.
             config = agent_config(work / "agent", master, AGENT_ID,
                                   obd={"port": car.pty_path, "baudrate": 38400, "protocol": "6"},
                                   loggers={"bench": {"pids": PIDS, "interval": 1}})
-            agent = Spawned([str(BIN / "autopi-agent"), "-c", str(config), "serve"],
+            agent = Spawned([str(ours.AGENT_BIN / "autopi-agent"), "-c", str(config), "serve"],
                             work / "agent.log", marker=READY_MARK)
             try:
                 agent.wait_marked(60)

@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import keys, procfs
-from bench.ours import BIN, OurMaster, agent_config
+from bench import keys, ours, procfs
+from bench.ours import OurMaster, agent_config
 from bench.proc import BenchError, Spawned, wait_for
 from bench.stats import Row, Series
 
@@ -229,7 +229,7 @@ def _rss_with_obd(master: OurMaster, work: Path, key_dir: Path, port: str, sampl
     values = []
     with MasterClient(master.sock_dir) as client:
         for _ in range(samples):
-            daemon = Spawned([str(BIN / "autopi-agent"), "-c", str(config), "serve"],
+            daemon = Spawned([str(ours.AGENT_BIN / "autopi-agent"), "-c", str(config), "serve"],
                              root / "agent.log", marker=READY_MARK)
             try:
                 daemon.wait_marked(60)

@@ -15,6 +15,8 @@ from bench import keys, procfs
 from bench.proc import REPO, BenchError, Spawned, project_env, timed_run, wait_for
 
 BIN = Path(sys.executable).parent
+# Where `autopi-agent` is run from: the product venv when bench.run could build it.
+AGENT_BIN = BIN
 READY_MARK = b'"agent.ready"'
 AGENT_ID = "bench-car-1"
 
@@ -88,7 +90,7 @@ def agent_config(root: Path, master: OurMaster, minion_id: str, **overrides: Any
 
 
 def start_agent(config: Path, log_path: Path) -> Spawned:
-    return Spawned([str(BIN / "autopi-agent"), "-c", str(config), "serve"], log_path,
+    return Spawned([str(AGENT_BIN / "autopi-agent"), "-c", str(config), "serve"], log_path,
                    marker=READY_MARK)
 
 
@@ -98,7 +100,7 @@ def obd_loaded_at_start() -> bool:
 
     code = ("import sys, autopi_agent.cli, autopi_agent.minion.daemon; "
             "print('obd' in sys.modules or 'pint' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    out = subprocess.run([str(AGENT_BIN / "python"), "-c", code], capture_output=True, text=True,
                          env=project_env(), cwd=REPO, timeout=60)
     return out.stdout.strip() == "True"
 
@@ -165,5 +167,5 @@ class OurSide:
         return elapsed
 
     def call(self) -> float:
-        argv = [str(BIN / "autopi-agent"), "-c", str(self._call_config), "call", "test.ping"]
+        argv = [str(AGENT_BIN / "autopi-agent"), "-c", str(self._call_config), "call", "test.ping"]
         return timed_run(argv, expect="true")

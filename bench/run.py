@@ -98,7 +98,7 @@ def floor_note(floor: Series | None) -> str:
 
 
 def single_rows(our: Figures, salt: Figures | None, obd_loaded: bool,
-                floor: Series | None = None) -> list[Row]:
+                floor: Series | None = None, agent_from: str = "") -> list[Row]:
     def pick(name: str) -> Series:
         return our.get(name, Series(()))
 
@@ -117,7 +117,8 @@ def single_rows(our: Figures, salt: Figures | None, obd_loaded: bool,
             {"python-OBD imported when the agent starts":
              "yes: this figure includes it" if obd_loaded else "no",
              "floor: the agent's runtime libraries alone, idle (bench/floor.py)":
-             floor_note(floor)}),
+             floor_note(floor),
+             "the agent ran from": agent_from or "the development venv"}),
         Row("Agent start to authenticated (key already accepted)", "ms",
             ms(pick("agent_start")), salt_ms("agent_start"), BUDGETS["start"],
             "From spawning the daemon to its ready line: our `agent.ready` (logged once "
@@ -265,6 +266,19 @@ def logger_rows(work: Path, key_dir: Path, ns: argparse.Namespace,
     return logger_cost.rows(figures) if figures is not None else []
 
 
+def use_product_venv(problems: Problems) -> str:
+    """Run the agent from a venv with the runtime dependencies only (bench/product.py)."""
+    from bench import product
+
+    log(f"product venv: {product.VENV}")
+    bin_dir = problems.attempt("the product venv", product.ensure)
+    if bin_dir is None:
+        return "the development venv (the product venv could not be built)"
+    ours.AGENT_BIN = bin_dir
+    numpy = "numpy present" if product.has_module(bin_dir, "numpy") else "no numpy"
+    return f"a venv with the runtime dependencies only, as the image installs it ({numpy})"
+
+
 def _terminate(signum: int, _frame: Any) -> None:
     # Unwind through every finally block, so that no daemon outlives the run.
     raise SystemExit(128 + signum)
@@ -291,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log(f"scratch dir {work}; open-file limit {nofile}")
         pool = keys.ensure_pool(min(max(sizes + [ns.salt_fleet, 1]), keys.DEFAULT_POOL))
+        agent_from = use_product_venv(problems)
         sides: list[single.Side] = [ours.OurSide(work / "o", pool[0])]
         if venv is not None:
             sides.append(salt_side.SaltSide(venv, work / "s"))
@@ -299,9 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench.floor import floor_rss_mib
 
         floor = problems.attempt("dependency floor", lambda: Series(tuple(
-            floor_rss_mib(settle=ns.settle) for _ in range(5))))
+            floor_rss_mib(ours.AGENT_BIN / "python", settle=ns.settle) for _ in range(5))))
         rows += single_rows(figures["ours"], figures.get("salt"), ours.obd_loaded_at_start(),
-                            floor)
+                            floor, agent_from)
         obd = obd_rows(work, pool[0], ns, problems)
         rows[1:1] = obd[:1]  # RSS with OBD next to the idle RSS without it
         rows += obd[1:]
