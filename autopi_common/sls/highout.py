@@ -8,6 +8,7 @@ total run time. A list return (compile errors) prints as "Data failed to compile
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from numbers import Number
 from typing import Any
@@ -16,6 +17,7 @@ __all__ = ["render_highstate", "render_host"]
 
 _CYAN, _GREEN, _RED, _YELLOW, _LIGHT_YELLOW = ("\033[0;36m", "\033[0;32m", "\033[0;31m",
                                                "\033[0;33m", "\033[1;33m")
+_LIGHT_RED = "\033[1;31m"
 _RESET = "\033[0m"
 _PAD = " " * 14
 
@@ -49,14 +51,16 @@ def render_host(host: str, ret: Any, *, color: bool = False) -> str:
     lines = [paint(_GREEN, f"{safe_host}:")]
     counts: dict[Any, int] = {}
     changed = 0
+    warned = 0
     durations: list[float] = []
     for tag, data in states:
+        warned += bool(data.get("warnings"))
         counts[data["result"]] = counts.get(data["result"], 0) + 1
         durations.append(_duration(data.get("duration", 0)))
         has_changes = bool(data.get("changes"))
         changed += has_changes
         lines += _state_lines(tag, data, has_changes, paint)
-    lines += _summary(safe_host, counts, changed, sum(durations), paint)
+    lines += _summary(safe_host, counts, changed, sum(durations), paint, warned)
     return "\n".join(lines)
 
 
@@ -85,11 +89,18 @@ def _state_lines(tag: str, data: Mapping[str, Any], has_changes: bool,
         text += "\n" + "\n".join(_nested(changes, 14, "")) if isinstance(changes, Mapping) \
             else f"Invalid Changes data: {_safe(str(changes))}"
     rows.append(text)
-    return [paint(tint, row) for row in rows]
+    painted = [paint(tint, row) for row in rows]
+    if data.get("warnings"):
+        # Salt's layout: wrapped at 80 columns, continuation lines under the first.
+        wrapper = textwrap.TextWrapper(width=80, initial_indent=" " * 14,
+                                       subsequent_indent=" " * 14)
+        text = wrapper.fill("\n".join(_safe(str(w)) for w in data["warnings"])).lstrip()
+        painted.append(paint(_LIGHT_RED, f"    Warnings: {text}"))
+    return painted
 
 
 def _summary(host: str, counts: Mapping[Any, int], changed: int, total_ms: float,
-             paint: _Paint) -> list[str]:
+             paint: _Paint, warned: int = 0) -> list[str]:
     labels = {True: "Succeeded", False: "Failed", None: "Not Run"}
     width = max(len(label) for label in labels.values()) + \
         max([len(str(count)) for count in counts.values()] or [0]) + 2
@@ -102,10 +113,12 @@ def _summary(host: str, counts: Mapping[Any, int], changed: int, total_ms: float
     succeeded = counts.get(True, 0) + counts.get(None, 0)
     failed = counts.get(False, 0)
     unit, total = ("s", total_ms / 1000) if total_ms > 999 else ("ms", total_ms)
+    warnings = [paint(_LIGHT_RED, _count("Warnings", warned, width))] if warned else []
     return [
         paint(_CYAN, f"\nSummary for {host}\n{'-' * width}"),
         paint(_GREEN, _count("Succeeded", succeeded, width)) + extra,
         paint(_RED if failed else _CYAN, _count("Failed", failed, width)),
+        *warnings,
         paint(_CYAN, f"{'-' * width}\nTotal states run: {sum(counts.values()):>{width - 7}}"),
         paint(_CYAN, f"Total run time: {f'{total:.3f}'.rjust(width - 5)} {unit}"),
     ]

@@ -1,7 +1,8 @@
 """The highstate outputter: text identical to Salt 3008's for the same returns.
 
-``highout/*.json`` are real salt-call returns; ``highout/*.txt`` is what Salt's own
-highstate outputter printed for them (colour off).
+``highout/*.json`` are real salt-call returns (``warnings.json`` is ``apply.json`` with a
+warning added, as an offline run carries); ``highout/*.txt`` is what Salt's own highstate
+outputter printed for them (colour off).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from autopi_common.sls.highout import render_highstate, render_host
 HIGHOUT = Path(__file__).resolve().parent / "highout"
 
 
-@pytest.mark.parametrize("name", ["apply", "apply_test", "errors"])
+@pytest.mark.parametrize("name", ["apply", "apply_test", "errors", "warnings"])
 def test_same_text_as_salt(name: str) -> None:
     returns = json.loads((HIGHOUT / f"{name}.json").read_text())
     assert render_highstate(returns) + "\n" == (HIGHOUT / f"{name}.txt").read_text()
