@@ -87,7 +87,8 @@ class Agent:
                                         cachedir=Path(opts["cachedir"]),
                                         dtc_interval=self.events.settings.dtc_interval)
             self.obd = ObdOwner(obd_settings, on_connect=self._car_grains,
-                                on_disconnect=self.obd_beacon.disconnected)
+                                on_disconnect=self.obd_beacon.disconnected,
+                                lock_dir=Path(opts["cachedir"]) / "locks")
             self.context.services["obd"] = self.obd
             self.context.services["obd_beacon"] = self.obd_beacon
         gpio_settings = GpioSettings.from_opts(opts.get("gpio"))

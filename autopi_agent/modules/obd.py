@@ -31,6 +31,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from autopi_agent.minion.context import AgentContext, WithRetcode, current_job
@@ -73,7 +74,7 @@ def _owner(ctx: AgentContext) -> Iterator[ObdOwner]:
     if not settings.enabled:
         raise ObdConfigError("OBD support is off: set obd.port in the agent config "
                              "(such as /dev/serial0 or socket://192.168.0.10:35000)")
-    owner = ObdOwner(settings).start()
+    owner = ObdOwner(settings, lock_dir=Path(ctx.opts.get("cachedir", "cache")) / "locks").start()
     try:
         yield owner
     finally:

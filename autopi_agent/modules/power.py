@@ -85,6 +85,9 @@ async def _power_down(ctx: AgentContext, kind: str, delay: float,
             return manager.request(kind, delay=delay, interval=interval)  # type: ignore[no-any-return]
         local = _local_manager(ctx)
         try:
+            # Reach the MCU first: a power-down it was never told of (port busy with the
+            # daemon, MCU gone) must not halt the Pi from a local call.
+            await asyncio.to_thread(local.mcu.status)
             planned = local.request(kind, delay=delay, interval=interval)
             await local.halted.wait()
             return planned  # type: ignore[no-any-return]

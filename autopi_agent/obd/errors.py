@@ -9,9 +9,10 @@ ObdError                                                              kind      
  │    └── ObdBadResponse              truncated or garbled reply       bad_response         45
  ├── ObdUnableToConnect (ConnectionError)  adapter fine, car silent    unable_to_connect    46
  ├── ObdAdapterGone (ConnectionError)      no adapter on the port      adapter_gone         47
+ │    └── ObdAdapterBusy              another process has it open      adapter_busy         49
  └── ObdTimeout (TimeoutError)        no answer within the bound       timeout              48
 
-Retcodes 40-48 are unused by Salt (salt/defaults/exitcodes.py), so a master or a script can
+Retcodes 40-49 are unused by Salt (salt/defaults/exitcodes.py), so a master or a script can
 tell the kinds apart from the job's retcode alone; ``kind`` is the same fact as a word.
 """
 
@@ -22,6 +23,7 @@ from typing import Any, ClassVar, TypeVar
 
 __all__ = [
     "NRC_NAMES",
+    "ObdAdapterBusy",
     "ObdAdapterGone",
     "ObdBadResponse",
     "ObdBusError",
@@ -130,6 +132,13 @@ class ObdAdapterGone(ObdError, ConnectionError):
 
     kind = "adapter_gone"
     retcode = 47
+
+
+class ObdAdapterBusy(ObdAdapterGone):
+    """Another process (the agent daemon, when this is a local call) has the adapter open."""
+
+    kind = "adapter_busy"
+    retcode = 49
 
 
 class ObdTimeout(ObdError, TimeoutError):

@@ -18,15 +18,23 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 import structlog
 
 from autopi_agent.obd.car import read_vin
-from autopi_agent.obd.errors import ObdAdapterGone, ObdError, ObdTimeout, restated
+from autopi_agent.obd.errors import (
+    ObdAdapterBusy,
+    ObdAdapterGone,
+    ObdError,
+    ObdTimeout,
+    restated,
+)
 from autopi_agent.obd.session import Deadline, Session
 from autopi_agent.obd.settings import ObdSettings
+from autopi_agent.portlock import PortBusy, PortLock
 
 __all__ = ["ObdOwner", "OwnerState"]
 
@@ -75,8 +83,11 @@ class ObdOwner:
 
     def __init__(self, settings: ObdSettings,
                  on_connect: Callable[[dict[str, Any]], None] | None = None,
-                 on_disconnect: Callable[[str], None] | None = None) -> None:
+                 on_disconnect: Callable[[str], None] | None = None,
+                 lock_dir: str | Path | None = None) -> None:
         self.settings = settings
+        # Held while a session has the port open (see autopi_agent/portlock.py).
+        self._lock = PortLock(settings.port, lock_dir) if lock_dir is not None else None
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect  # called with the reason when the car is lost
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -277,8 +288,11 @@ class ObdOwner:
     def _connect(self, deadline: Deadline) -> None:
         self._retrying = True  # from now on a loss is retried without waiting for a request
         try:
+            self._take_port()
             session = Session.open(self.settings, deadline.left("connecting to the OBD adapter"))
         except ObdError as err:
+            if self._lock is not None:
+                self._lock.release()
             self._fail(self._adapter_backoff, err, OwnerState.LOST)
             raise
         self._session = session
@@ -350,7 +364,19 @@ class ObdOwner:
         if self._session is not None:
             self._session.close()
             self._session = None
+        if self._lock is not None:
+            self._lock.release()
         self._grains = {}
+
+    def _take_port(self) -> None:
+        if self._lock is None:
+            return
+        try:
+            self._lock.acquire()
+        except PortBusy as err:
+            raise ObdAdapterBusy(f"the OBD adapter at {err}; while the agent daemon runs, "
+                                 "send OBD jobs to it from the master instead of calling "
+                                 "them locally") from None
 
     def _retry_in_background(self) -> None:
         """Look for a lost adapter. The car is only looked for when a request needs it:

@@ -83,7 +83,8 @@ class PowerManager:
                   flush: Callable[[float], Awaitable[bool]] = _no_flush) -> PowerManager:
         """The manager the daemon runs, from the agent config's ``power`` section."""
         settings = PowerSettings.from_opts(opts.get("power"))
-        mcu = (SerialMcu(settings.mcu_port, settings.mcu_baudrate, settings.mcu_timeout)
+        mcu = (SerialMcu(settings.mcu_port, settings.mcu_baudrate, settings.mcu_timeout,
+                         lock_dir=Path(opts["cachedir"]) / "locks")
                if settings.mcu_port else None)
         store = PowerStore(Path(opts["cachedir"]) / "power", settings.history_size)
         return cls(settings, mcu, store, PowerHooks(stop_loggers, flush, services))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
 
+from autopi_agent.portlock import PortBusy, PortLock
 from autopi_agent.power import protocol
 from autopi_agent.power.errors import McuError, McuProtocolError, McuRefused, McuTimeout
 from autopi_agent.power.protocol import Frame, McuStatus, SleepRequest
@@ -63,8 +65,11 @@ class SerialMcu:
 
     def __init__(self, url: str, baudrate: int = 115200, timeout: float = 2.0, *,
                  attempts: int = 2,
-                 open_port: Callable[[str, int], Any] = _open_url) -> None:
+                 open_port: Callable[[str, int], Any] = _open_url,
+                 lock_dir: str | Path | None = None) -> None:
         self.url = url
+        # Held while the port is open: one process at a time talks to the MCU.
+        self._port_lock = PortLock(url, lock_dir) if lock_dir is not None else None
         self.baudrate = baudrate
         self.timeout = timeout
         self.attempts = max(1, attempts)
@@ -149,7 +154,18 @@ class SerialMcu:
 
     def _ensure_port(self) -> Any:
         if self._port is None:
-            self._port = self._open_port(self.url, self.baudrate)
+            if self._port_lock is not None:
+                try:
+                    self._port_lock.acquire()
+                except PortBusy as err:
+                    raise McuError(f"the power MCU at {err}; while the agent daemon runs, "
+                                   "use the power functions from the master") from None
+            try:
+                self._port = self._open_port(self.url, self.baudrate)
+            except BaseException:
+                if self._port_lock is not None:
+                    self._port_lock.release()
+                raise
             self._lines = protocol.LineSplitter()
         return self._port
 
@@ -165,3 +181,5 @@ class SerialMcu:
             if sock is not None:
                 sock.close()
             self._port = None
+        if self._port_lock is not None:
+            self._port_lock.release()

@@ -68,7 +68,7 @@ def test_the_schema_plugs_into_the_agent_config_as_a_section(tmp_path: Path) -> 
 
 def test_each_error_kind_has_its_own_retcode_and_builtin() -> None:
     assert len({cls.kind for cls in ERRORS}) == len({cls.retcode for cls in ERRORS}) == len(ERRORS)
-    assert all(40 <= cls.retcode <= 48 for cls in ERRORS)
+    assert all(40 <= cls.retcode <= 49 for cls in ERRORS)
     assert issubclass(ObdTimeout, TimeoutError) and issubclass(ObdAdapterGone, ConnectionError)
     assert issubclass(ObdUnableToConnect, ConnectionError) and issubclass(ObdConfigError, ValueError)
 

@@ -4,6 +4,7 @@ against the MCU simulator's pty, history and wake triggers kept on disk."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from autopi_agent.config import load_agent_config
 from autopi_agent.minion.context import AgentContext
 from autopi_agent.minion.dispatch import Dispatcher, JobResult
+from autopi_agent.portlock import PortLock
 from hil import CarConfig, ManualClock, SimulatedCar
 from tests.power.helpers import calls, stub_state
 
@@ -86,3 +88,21 @@ def test_wake_triggers_set_and_kept(tmp_path: Path, car: SimulatedCar) -> None:
     assert again["wake_triggers"] == ["voltage_rise", "ignition"] and again["wake_voltage_rise"] == 0.8
     bad = run(ctx, "power.wake_triggers", "triggers=moonrise")
     assert bad.retcode != 0 and "ignition, voltage_rise, timer" in str(bad.ret)
+
+
+def test_local_call_refused_while_another_process_has_the_mcu(tmp_path: Path,
+                                                              car: SimulatedCar) -> None:
+    ctx = context(tmp_path, car)
+    daemon = PortLock(car.mcu_pty_path, Path(ctx.opts["cachedir"]) / "locks")
+    daemon.acquire()  # what the daemon's manager holds while it talks to the MCU
+    busy = f"in use by another process (pid {os.getpid()})"
+    try:
+        status = run(ctx, "power.status")
+        assert status.retcode == 0 and status.ret["battery_voltage"] is None
+        assert busy in status.ret["mcu_error"]
+        refused = run(ctx, "power.sleep", "delay=0")
+        assert refused.retcode != 0 and busy in str(refused.ret)
+    finally:
+        daemon.release()
+    assert car.mcu.requests == []
+    assert run(context(tmp_path, car), "power.status").ret["battery_voltage"] is not None
