@@ -19,6 +19,8 @@ bad_response        45      a truncated or garbled answer (never decoded)
 unable_to_connect   46      the adapter answers, the car does not (ignition off?)
 adapter_gone        47      no adapter on the port (unplugged?)
 timeout             48      no answer within the bound (obd.timeout, 5 s by default)
+adapter_busy        49      another process has the adapter open (the daemon, when
+                            this is a local call: send the job from the master)
 =================== ======= =====================================================
 
 ``obd.query_many`` reports per-command failures in place, as ``{"error": kind,
