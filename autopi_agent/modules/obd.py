@@ -76,7 +76,9 @@ def _owner(ctx: AgentContext) -> Iterator[ObdOwner]:
     if not settings.enabled:
         raise ObdConfigError("OBD support is off: set obd.port in the agent config "
                              "(such as /dev/serial0 or socket://192.168.0.10:35000)")
-    owner = ObdOwner(settings, lock_dir=Path(ctx.opts.get("cachedir", "cache")) / "locks").start()
+    cachedir = ctx.opts.get("cachedir")  # always set by the config loader (absolute)
+    lock_dir = Path(cachedir) / "locks" if cachedir else None
+    owner = ObdOwner(settings, lock_dir=lock_dir).start()
     try:
         yield owner
     finally:
