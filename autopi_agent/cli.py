@@ -35,11 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = verbs.add_parser("serve", help="run the agent daemon (connects to the master)")
     _config_option(serve, top=False)
     call = verbs.add_parser("call", help="run one execution function here, without a master",
-                            description="Run FUN locally and print its return. ARGs are values "
-                            "or key=value keyword arguments, as with salt-call.")
+                            description="Run FUN on this dongle and print its return. ARGs are "
+                            "values or key=value keyword arguments, as with salt-call. While "
+                            "the agent daemon runs (same config), the call runs in it: it owns "
+                            "the OBD adapter, the power MCU and the loggers.")
     _config_option(call, top=False)
     call.add_argument("--local", action="store_true",
-                      help="accepted for salt-call habits; calls are always local")
+                      help="run in this process even when the agent daemon runs")
     call.add_argument("--out", default="yaml",
                       choices=("yaml", "nested", "json", "raw", "highstate"))
     call.add_argument("--file-root", action="append", metavar="DIR",
@@ -85,6 +87,10 @@ def serve(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:
 
 
 def call(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:
+    if not (ns.local or ns.file_root or ns.pillar_root) and opts.get("local_calls", True):
+        forwarded = _through_daemon(opts, ns)
+        if forwarded is not None:
+            return forwarded
     from autopi_agent.grains import core as grains_core
     from autopi_agent.minion.context import AgentContext
     from autopi_agent.minion.dispatch import Dispatcher
@@ -112,6 +118,26 @@ def call(opts: Mapping[str, Any], ns: argparse.Namespace) -> int:
         out = "highstate"
     print(_render({"local": result.ret}, out))
     return EXIT_OK if result.retcode == 0 else EXIT_FAIL
+
+
+def _through_daemon(opts: Mapping[str, Any], ns: argparse.Namespace) -> int | None:
+    """Run the call in the running daemon; None when no daemon listens (run it here)."""
+    from autopi_agent.minion.localcall import DaemonCallError, call_daemon, socket_path
+    from autopi_proto.args import cli_arguments
+
+    try:
+        wait = (ns.timeout or float(opts.get("job_timeout", 300))) + 30.0
+        reply = call_daemon(socket_path(opts), ns.fun, cli_arguments(ns.args), ns.timeout, wait)
+    except DaemonCallError as err:
+        print(f"autopi-agent call: {err}", file=sys.stderr)
+        return EXIT_FAIL
+    if reply is None:
+        return None
+    out = ns.out
+    if out == "yaml" and reply.get("outputter") == "highstate":
+        out = "highstate"
+    print(_render({"local": reply.get("ret")}, out))
+    return EXIT_OK if reply.get("retcode") == 0 else EXIT_FAIL
 
 
 def _render(value: dict[str, Any], fmt: str) -> str:

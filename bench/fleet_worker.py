@@ -40,7 +40,7 @@ def build_agents(spec: dict[str, Any], ctx: zmq.asyncio.Context) -> list[Agent]:
         opts = load_agent_config(None, {
             "id": minion_id, "master": "127.0.0.1", "master_port": spec["master_port"],
             "publish_port": spec["publish_port"], "root_dir": str(root),
-            "log_level": spec["log_level"]})
+            "log_level": spec["log_level"], "local_calls": False})
         agents.append(Agent(opts, ctx=ctx, grains=dict(base, id=minion_id)))
     return agents
 

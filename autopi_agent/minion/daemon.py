@@ -8,7 +8,7 @@ import dataclasses
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from autopi_agent.gpio import GpioOwner, GpioSettings
 from autopi_agent.grains import core as grains_core
 from autopi_agent.keys import MasterKeyCache, MinionKeys
 from autopi_agent.minion.context import AgentContext
-from autopi_agent.minion.dispatch import Dispatcher
+from autopi_agent.minion.dispatch import Dispatcher, JobResult
+from autopi_agent.minion.localcall import CallServer, socket_path
 from autopi_agent.minion.loggers import LoggerSet, SpoolSink, VehicleGate
 from autopi_agent.minion.mine import MineUpdater
 from autopi_agent.minion.schedule import Scheduler
@@ -128,6 +129,7 @@ class Agent:
         self.context.services["restart"] = self.request_restart
         self.selfconfig = SelfConfig.from_opts(opts)
         self.sub: Subscription | None = None
+        self._call_server: CallServer | None = None
         self.ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
@@ -186,6 +188,7 @@ class Agent:
             self.loggers.start()
             if self.power is not None:
                 self._spawn(self.power.run())
+            await self._listen_for_local_calls()
             if self.selfconfig is not None:
                 self._spawn(guard_trial(self.selfconfig, self.ready, float(
                     self.opts.get("config_trial_window", 120)), self.request_restart))
@@ -248,7 +251,24 @@ class Agent:
         finally:
             stopping.cancel()
 
+    async def _listen_for_local_calls(self) -> None:
+        if not self.opts.get("local_calls", True):
+            return
+        server = CallServer(socket_path(self.opts), self._local_call,
+                            self.context.loader.outputter)
+        try:
+            await server.start()
+        except OSError as err:  # e.g. a sock_dir path too long for a unix socket
+            log.warning("localcall.unavailable", path=str(server.path), error=str(err))
+            return
+        self._call_server = server
+
+    async def _local_call(self, fun: str, arg: Sequence[Any], timeout: float | None) -> JobResult:
+        return await self.dispatcher.run(fun, arg, timeout=timeout)
+
     async def _shutdown(self) -> None:
+        if self._call_server is not None:
+            await self._call_server.close()
         await self.loggers.stop()
         await self.scheduler.stop()
         await self.events.drain()

@@ -375,8 +375,8 @@ class ObdOwner:
             self._lock.acquire()
         except PortBusy as err:
             raise ObdAdapterBusy(f"the OBD adapter at {err}; while the agent daemon runs, "
-                                 "send OBD jobs to it from the master instead of calling "
-                                 "them locally") from None
+                                 "call without --local (the call then runs in the daemon) "
+                                 "or send the job from the master") from None
 
     def _retry_in_background(self) -> None:
         """Look for a lost adapter. The car is only looked for when a request needs it:

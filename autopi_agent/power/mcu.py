@@ -159,7 +159,8 @@ class SerialMcu:
                     self._port_lock.acquire()
                 except PortBusy as err:
                     raise McuError(f"the power MCU at {err}; while the agent daemon runs, "
-                                   "use the power functions from the master") from None
+                                   "call without --local (the call then runs in the daemon) "
+                                   "or send the job from the master") from None
             try:
                 self._port = self._open_port(self.url, self.baudrate)
             except BaseException:
