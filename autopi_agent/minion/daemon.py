@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import random
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -20,9 +19,10 @@ from autopi_agent import sdnotify
 from autopi_agent.gpio import GpioOwner, GpioSettings
 from autopi_agent.grains import core as grains_core
 from autopi_agent.keys import MasterKeyCache, MinionKeys
+from autopi_agent.minion import presence
 from autopi_agent.minion.context import AgentContext
 from autopi_agent.minion.dispatch import Dispatcher, JobResult
-from autopi_agent.minion.localcall import CallServer, socket_path
+from autopi_agent.minion.localcall import CallServer, serve_local_calls, socket_path
 from autopi_agent.minion.loggers import LoggerSet, SpoolSink, VehicleGate
 from autopi_agent.minion.mine import MineUpdater
 from autopi_agent.minion.schedule import Scheduler
@@ -34,7 +34,7 @@ from autopi_agent.returners import Returners, extra_names
 from autopi_agent.selfconfig import SelfConfig, guard_trial
 from autopi_agent.spool import Spool
 from autopi_agent.state.managed_loggers import ManagedLoggers
-from autopi_agent.state.sources import cached_pillar, refresh_pillar
+from autopi_agent.state.sources import cached_pillar
 from autopi_agent.transport import (
     MasterLink,
     MasterRejected,
@@ -195,9 +195,9 @@ class Agent:
             if not await self._unless_stopped(self._authenticate()):
                 return
             self.sub = Subscription(self.opts, self.zmq, self.link.publish_port)
-            self._spawn(self._watch_link())
+            self._spawn(presence.watch_link(self))
             self._sending = self._spawn(self.sender.run())
-            self._spawn(self._announce())
+            self._spawn(presence.announce(self))
             self.ready.set()
             self.mine.start()
             sdnotify.notify(f"STATUS=connected to {self.link.address}")
@@ -252,16 +252,9 @@ class Agent:
             stopping.cancel()
 
     async def _listen_for_local_calls(self) -> None:
-        if not self.opts.get("local_calls", True):
-            return
-        server = CallServer(socket_path(self.opts), self._local_call,
-                            self.context.loader.outputter)
-        try:
-            await server.start()
-        except OSError as err:  # e.g. a sock_dir path too long for a unix socket
-            log.warning("localcall.unavailable", path=str(server.path), error=str(err))
-            return
-        self._call_server = server
+        if self.opts.get("local_calls", True):
+            self._call_server = await serve_local_calls(
+                socket_path(self.opts), self._local_call, self.context.loader.outputter)
 
     async def _local_call(self, fun: str, arg: Sequence[Any], timeout: float | None) -> JobResult:
         return await self.dispatcher.run(fun, arg, timeout=timeout)
@@ -405,36 +398,6 @@ class Agent:
         item_id = await asyncio.to_thread(self.spool.put, "event", {"tag": tag, "data": data})
         self.sender.nudge()
         return item_id
-
-    # -- start-up announcements and link watching -------------------------------------
-
-    async def _announce(self) -> None:
-        """Tell the master we started and what our grains are (for grain targeting)."""
-        started = f"Minion {self.minion_id} started at {time.asctime()}"
-        # The _pillar request also tells the master our grains (for grain targeting).
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(refresh_pillar, self.context)
-            self.scheduler.notify()
-            self.loggers.notify()
-        for tag in ("minion_start", f"salt/minion/{self.minion_id}/start"):
-            with contextlib.suppress(TransportError, AuthenticationError, DecodeError):
-                await self.link.request({"cmd": "_minion_event", "id": self.minion_id,
-                                         "tag": tag, "data": started, "pretag": None}, timeout=30)
-
-    async def _watch_link(self) -> None:
-        """Re-authenticate when the publisher link comes back (the master may have restarted)."""
-        assert self.sub is not None
-        seen_disconnect = False
-        async for change in self.sub.link_events():
-            log.info("link.changed", state=change, master=self.sub.address)
-            if change == "disconnected":
-                seen_disconnect = True
-            elif seen_disconnect:
-                seen_disconnect = False
-                delay = random.uniform(0, float(self.opts.get("random_reauth_delay", 10)))
-                await asyncio.sleep(delay)
-                self.link.reset()
-                await self.reauthenticate("publisher reconnected")
 
 
 __all__ = ["Agent", "RequestTimeout"]

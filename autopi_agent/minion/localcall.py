@@ -26,7 +26,8 @@ import structlog
 from autopi_agent.minion.dispatch import JobResult
 from autopi_proto import codec
 
-__all__ = ["SOCKET_NAME", "CallServer", "DaemonCallError", "call_daemon", "socket_path"]
+__all__ = ["SOCKET_NAME", "CallServer", "DaemonCallError", "call_daemon", "serve_local_calls",
+           "socket_path"]
 
 log = structlog.get_logger(__name__)
 
@@ -89,6 +90,18 @@ class CallServer:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+
+async def serve_local_calls(path: Path, run: Run,
+                            outputter: Callable[[str], str | None]) -> CallServer | None:
+    """A started CallServer, or None (logged) when the socket cannot be made."""
+    server = CallServer(path, run, outputter)
+    try:
+        await server.start()
+    except OSError as err:  # e.g. a sock_dir path too long for a unix socket
+        log.warning("localcall.unavailable", path=str(path), error=str(err))
+        return None
+    return server
 
 
 def call_daemon(path: Path, fun: str, arg: Sequence[Any], timeout: float | None,
