@@ -14,9 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from autopi_common.config import ConfigError, Schema, validate
+from autopi_common.config import ConfigError, Schema, read_yaml, validate
 
 __all__ = ["dropin_dir", "dropin_files", "load_layers", "merge_settings", "read_settings"]
 
@@ -54,22 +52,7 @@ def merge_settings(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[s
 def read_settings(path: Path) -> dict[str, Any]:
     """One config file or drop-in as a mapping (an absent file is empty); ConfigError naming
     the file when it is not readable YAML or not a mapping."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read the config file: {err}") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level, "
-                          f"got {type(data).__name__}")
-    return {str(key): value for key, value in data.items()}
+    return read_yaml(path, missing_ok=True)
 
 
 def load_layers(conf_file: Path, schema: Schema, overrides: Mapping[str, Any] | None = None,

@@ -15,7 +15,8 @@ import yaml
 
 from autopi_common import CommonError
 
-__all__ = ["ConfigError", "Field", "FieldType", "Schema", "describe", "load", "validate"]
+__all__ = ["ConfigError", "Field", "FieldType", "Schema", "describe", "load", "read_yaml",
+           "validate"]
 
 log = structlog.get_logger(__name__)
 
@@ -224,9 +225,15 @@ def validate(
     return out
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path, *, missing_ok: bool = False) -> dict[str, Any]:
+    """A config file's top-level mapping (empty for an empty file, or a missing one when
+    ``missing_ok``); ConfigError naming the file when it is unreadable or not a mapping."""
     try:
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        if missing_ok:
+            return {}
+        raise ConfigError(f"{path}: cannot read the config file: {err}") from err
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read the config file: {err}") from err
     try:
@@ -257,7 +264,7 @@ def load(
     source, base_dir = "defaults", Path.cwd()
     if path is not None:
         path = Path(path)
-        data = _read_yaml(path)
+        data = read_yaml(path)
         source, base_dir = str(path), path.resolve().parent
     overrides = overrides or {}
     merged = {**data, **{str(key): value for key, value in overrides.items()}}
