@@ -16,7 +16,7 @@ from autopi_agent.minion.schedule_spec import check_schedule
 from autopi_agent.minion.vehicle_events import VEHICLE_EVENTS_SCHEMA
 from autopi_agent.obd.settings import OBD_SCHEMA
 from autopi_agent.power.settings import POWER_SCHEMA
-from autopi_common.config import ConfigError, Field, load
+from autopi_common.config import ConfigError, Field, load, non_negative, positive
 from autopi_common.logging import LOG_LEVELS
 from autopi_proto.rsa import ENCRYPTION_ALGORITHMS, SIGNING_ALGORITHMS
 
@@ -38,12 +38,6 @@ def check_finger(value: str) -> str | None:
     return "a fingerprint as colon-separated hex pairs (as 'cloud-master key finger' prints)"
 
 
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "a number greater than 0"
-
-
-def _non_negative(value: float) -> str | None:
-    return None if value >= 0 else "a number 0 or greater"
 
 
 def _keysize(value: int) -> str | None:
@@ -77,39 +71,39 @@ AGENT_SCHEMA: tuple[Field, ...] = (
           choices=("auto", "json", "console")),
     Field("acceptance_wait_time", "float", 10,
           "Seconds to wait between authentication attempts while the key is pending.",
-          check=_positive),
+          check=positive),
     Field("acceptance_wait_time_max", "float", 0,
           "Upper bound of the wait as it grows after each attempt; 0 disables growth.",
-          check=_non_negative),
+          check=non_negative),
     Field("auth_timeout", "float", 60, "Seconds to wait for the master's reply to _auth.",
-          check=_positive),
+          check=positive),
     Field("auth_tries", "int", 7, "Authentication attempts before reconnecting.",
-          check=_positive),
+          check=positive),
     Field("master_finger", "str", "",
           "Pinned fingerprint of the master's public key; empty trusts it on first use.",
           check=check_finger),
     Field("recon_default", "int", 1000, "Initial reconnect delay, milliseconds.",
-          check=_positive),
+          check=positive),
     Field("recon_max", "int", 10000, "Largest reconnect delay, milliseconds.",
-          check=_positive),
+          check=positive),
     Field("recon_randomize", "bool", True,
           "Randomise the reconnect delay so a fleet does not storm a restarted master."),
     Field("random_reauth_delay", "float", 10,
           "Largest random delay, seconds, before re-authenticating after a key rotation.",
-          check=_non_negative),
+          check=non_negative),
     Field("tcp_keepalive", "bool", True, "Enable TCP keepalive on the master connections."),
     Field("tcp_keepalive_idle", "int", 30, "Seconds idle before keepalive probes start.",
-          check=_positive),
+          check=positive),
     Field("tcp_keepalive_cnt", "int", 3, "Unanswered keepalive probes before the link drops.",
-          check=_positive),
+          check=positive),
     Field("tcp_keepalive_intvl", "int", 10, "Seconds between keepalive probes.",
-          check=_positive),
+          check=positive),
     Field("heartbeat_interval", "float", 15,
           "Seconds between ZeroMQ heartbeats (detects half-open cellular links).",
-          check=_positive),
+          check=positive),
     Field("heartbeat_timeout", "float", 45,
           "Seconds without a heartbeat reply before the connection is considered dead.",
-          check=_positive),
+          check=positive),
     Field("keysize", "int", 2048, "RSA key size in bits for a newly created minion key.",
           check=_keysize),
     Field("encryption_algorithm", "str", "OAEP-SHA224", "RSA OAEP variant used in _auth.",
@@ -119,7 +113,7 @@ AGENT_SCHEMA: tuple[Field, ...] = (
     Field("cmd_enabled", "bool", False,
           "Allow cmd.run-style shell execution; off unless set."),
     Field("job_timeout", "float", 300, "Seconds a job may run before it is stopped.",
-          check=_positive),
+          check=positive),
     Field("grains", "dict", {}, "Static grains, merged over the detected ones."),
     Field("schedule", "dict", {}, "Scheduled jobs, as Salt's minion schedule option.",
           check=check_schedule),
@@ -132,7 +126,7 @@ AGENT_SCHEMA: tuple[Field, ...] = (
           "Salt mine functions: {alias: [args] | {mine_function: FUN, kw: v}}.",
           check=check_mine_functions),
     Field("mine_interval", "float", 60, "Minutes between mine updates; 0 turns them off.",
-          check=_non_negative),
+          check=non_negative),
     Field("returners", "dict", {},
           "Returner settings by name, e.g. {jsonl: {max_bytes, backups, fsync}, "
           "syslog: {address, facility}}."),
@@ -147,15 +141,15 @@ AGENT_SCHEMA: tuple[Field, ...] = (
           "rate_limit: {default: S, NAME: S}, dtc_interval: S} "
           "(see autopi_agent/minion/vehicle_events.py).", schema=VEHICLE_EVENTS_SCHEMA),
     Field("return_timeout", "float", 60,
-          "Seconds to wait for the master to acknowledge a job return.", check=_positive),
+          "Seconds to wait for the master to acknowledge a job return.", check=positive),
     Field("spool_max_bytes", "int", 64 * 1024 * 1024,
           "Bytes of unsent samples, events and returns the spool keeps while offline; "
-          "over it the oldest telemetry goes first, job returns last.", check=_positive),
+          "over it the oldest telemetry goes first, job returns last.", check=positive),
     Field("spool_max_age", "float", 7 * 86400,
           "Seconds an unsent sample or event is kept before it is dropped (and counted).",
-          check=_positive),
+          check=positive),
     Field("spool_max_age_returns", "float", 30 * 86400,
-          "Seconds an unsent job return is kept.", check=_positive),
+          "Seconds an unsent job return is kept.", check=positive),
     Field("file_roots", "dict", {},
           "Masterless state trees: {saltenv: [DIR, ...]} (as Salt's file_roots)."),
     Field("pillar_roots", "dict", {},
@@ -166,10 +160,10 @@ AGENT_SCHEMA: tuple[Field, ...] = (
           "pillar.items masks values unless asked with unmask=True."),
     Field("shutdown_flush_timeout", "float", 5,
           "Seconds a stopping agent spends delivering what is spooled before it exits.",
-          check=_non_negative),
+          check=non_negative),
     Field("config_trial_window", "float", 120,
           "Seconds an agent restarted on a config a state changed (agent.config) has to "
-          "authenticate with the master before it rolls the change back.", check=_positive),
+          "authenticate with the master before it rolls the change back.", check=positive),
 )
 
 

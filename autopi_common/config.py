@@ -15,10 +15,20 @@ import yaml
 
 from autopi_common import CommonError
 
-__all__ = ["ConfigError", "Field", "FieldType", "Schema", "describe", "load", "read_yaml",
-           "validate"]
+__all__ = ["ConfigError", "Field", "FieldType", "Schema", "describe", "load", "non_negative",
+           "positive", "read_yaml", "validate"]
 
 log = structlog.get_logger(__name__)
+
+
+def positive(value: float) -> str | None:
+    """A Field check: None when ``value`` > 0, else what was expected."""
+    return None if value > 0 else "a number greater than 0"
+
+
+def non_negative(value: float) -> str | None:
+    """A Field check: None when ``value`` >= 0, else what was expected."""
+    return None if value >= 0 else "a number 0 or greater"
 
 FieldType = Literal[
     "str", "int", "float", "bool", "list", "list[str]", "dict", "path", "port", "str|list[str]"

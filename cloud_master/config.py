@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 import yaml
 
-from autopi_common.config import ConfigError, Field, load
+from autopi_common.config import ConfigError, Field, load, positive
 from autopi_common.logging import LOG_LEVELS
 from autopi_proto.rsa import ENCRYPTION_ALGORITHMS, SIGNING_ALGORITHMS
 
@@ -29,9 +29,6 @@ DEFAULT_CONFIG_PATH = Path("/etc/cloud-master/master.yaml")
 
 _SHA256_FINGER = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){31}$")
 
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "a number greater than 0"
 
 
 def _keysize(value: int) -> str | None:
@@ -80,25 +77,25 @@ MASTER_SCHEMA: tuple[Field, ...] = (
           "a minion presenting a matching key is accepted automatically, any other key is "
           "treated as an untrusted new key."),
     Field("publish_session", "int", 86400,
-          "Seconds before the shared publish key is rotated.", check=_positive),
+          "Seconds before the shared publish key is rotated.", check=positive),
     Field("loop_interval", "float", 60, "Seconds between maintenance passes (job expiry...).",
-          check=_positive),
+          check=positive),
     Field("keep_jobs", "float", 24, "Hours a job and its returns stay in the job cache.",
-          check=_positive),
+          check=positive),
     Field("job_cache", "str", "sqlite", "Job cache backend.", choices=("sqlite",)),
     Field("timeout", "float", 5, "Default seconds the CLI waits for returns.",
-          check=_positive),
+          check=positive),
     Field("gather_job_timeout", "float", 10,
-          "Seconds to wait for minions to report on a still-running job.", check=_positive),
+          "Seconds to wait for minions to report on a still-running job.", check=positive),
     Field("keysize", "int", 2048, "RSA key size in bits for a newly created master key.",
           check=_keysize),
     Field("telemetry_store", "str", "",
           "Telemetry store URL: sqlite:///PATH or postgresql://USER:PASS@HOST/DB; "
           "empty means SQLite at <cachedir>/telemetry.sqlite."),
     Field("telemetry_retention_days", "float", 90,
-          "Days samples stay in the telemetry store.", check=_positive),
+          "Days samples stay in the telemetry store.", check=positive),
     Field("max_request_size", "int", 16777216,
-          "Largest request frame in bytes; larger frames are dropped.", check=_positive),
+          "Largest request frame in bytes; larger frames are dropped.", check=positive),
     Field("encryption_algorithm", "str", "OAEP-SHA224", "RSA OAEP variant used in _auth.",
           choices=ENCRYPTION_ALGORITHMS),
     Field("signing_algorithm", "str", "PKCS1v15-SHA224", "RSA signature scheme.",
@@ -115,17 +112,17 @@ MASTER_SCHEMA: tuple[Field, ...] = (
     Field("reactor_defaults", "list[str]", ["dtc_query"],
           "Shipped reactions to switch on (see cloud_master/reactor_defaults.yaml); [] for none.",
           check=_reactor_defaults),
-    Field("reactor_concurrency", "int", 8, "Reactions running at once.", check=_positive),
+    Field("reactor_concurrency", "int", 8, "Reactions running at once.", check=positive),
     Field("reactor_rate_limit", "int", 30,
           "Most times one rule reacts to one tag per minute (stops reaction loops).",
-          check=_positive),
+          check=positive),
     Field("reactor_rule_rate_limit", "int", 600,
-          "Most times one rule reacts per minute, whatever the tag.", check=_positive),
+          "Most times one rule reacts per minute, whatever the tag.", check=positive),
     Field("reactor_webhook_timeout", "float", 10, "Seconds a webhook POST may take.",
-          check=_positive),
+          check=positive),
     Field("fleet_online_window", "float", 300,
           "Seconds since a vehicle was last heard from for fleet.summary to call it online.",
-          check=_positive),
+          check=positive),
     Field("open_mode", "bool", False,
           "Accepted so Salt configs load; never honoured (every key is checked)."),
 )

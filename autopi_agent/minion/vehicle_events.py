@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from autopi_common.config import Field, validate
+from autopi_common.config import Field, non_negative, validate
 
 __all__ = ["VEHICLE_EVENTS_SCHEMA", "EventSettings", "VehicleEvents", "check_rate_limits"]
 
@@ -41,9 +41,6 @@ def check_rate_limits(value: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _non_negative(value: float) -> str | None:
-    return None if value >= 0 else "a number 0 or greater"
-
 
 VEHICLE_EVENTS_SCHEMA: tuple[Field, ...] = (
     Field("enabled", "bool", True, "Send vehicle events (vehicle/<id>/...) to the master."),
@@ -55,7 +52,7 @@ VEHICLE_EVENTS_SCHEMA: tuple[Field, ...] = (
           check=check_rate_limits),
     Field("dtc_interval", "float", 300,
           "Seconds between trouble-code reads while the car is connected (dtc/new); "
-          "0 turns them off.", check=_non_negative),
+          "0 turns them off.", check=non_negative),
 )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from autopi_agent.obd.errors import ObdConfigError
-from autopi_common.config import ConfigError, Field, validate
+from autopi_common.config import ConfigError, Field, positive, validate
 
 __all__ = ["AUTO", "BAUDRATES", "OBD_SCHEMA", "PROTOCOLS", "ObdSettings", "normalise_protocol"]
 
@@ -42,9 +42,6 @@ def _baudrate(value: int) -> str | None:
     return None if value == 0 or value >= 300 else "0 (detect) or a baud rate such as 38400"
 
 
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "a number greater than 0"
-
 
 OBD_SCHEMA: tuple[Field, ...] = (
     Field("port", "str", "",
@@ -58,18 +55,18 @@ OBD_SCHEMA: tuple[Field, ...] = (
           check=_protocol),
     Field("timeout", "float", 5.0,
           "Seconds one request to the adapter may take: the bound on a silent adapter.",
-          check=_positive),
+          check=positive),
     Field("connect_timeout", "float", 30.0,
           "Seconds a connection attempt may take (adapter reset, protocol search).",
-          check=_positive),
+          check=positive),
     Field("fast", "bool", True,
           "Tell the adapter how many answers to expect, so it does not wait for more."),
     Field("reconnect_min", "float", 1.0,
           "Seconds before the first reconnection attempt after the adapter is lost.",
-          check=_positive),
+          check=positive),
     Field("reconnect_max", "float", 60.0,
           "Longest wait between reconnection attempts (the wait doubles up to it).",
-          check=_positive),
+          check=positive),
 )
 
 

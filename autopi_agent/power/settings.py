@@ -9,19 +9,13 @@ from typing import Any
 
 from autopi_agent.power.errors import PowerConfigError
 from autopi_agent.power.protocol import WAKE_TRIGGERS
-from autopi_common.config import ConfigError, Field, validate
+from autopi_common.config import ConfigError, Field, non_negative, positive, validate
 
 __all__ = ["IGNITION_SOURCES", "POWER_SCHEMA", "PowerSettings", "check_wake_triggers"]
 
 IGNITION_SOURCES = ("mcu", "gpio", "both", "voltage")
 
 
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "a number greater than 0"
-
-
-def _non_negative(value: float) -> str | None:
-    return None if value >= 0 else "a number 0 or greater"
 
 
 def _voltage(value: float) -> str | None:
@@ -43,9 +37,9 @@ MCU_SCHEMA: tuple[Field, ...] = (
     Field("port", "str", "",
           "The power MCU's UART: /dev/ttyAMA0 on the dongle, a pty, or socket://HOST:PORT "
           "(the HIL simulator). Empty: no MCU (ignition from GPIO only, no sleep/wake)."),
-    Field("baudrate", "int", 115200, "Serial speed of the MCU's UART.", check=_positive),
+    Field("baudrate", "int", 115200, "Serial speed of the MCU's UART.", check=positive),
     Field("timeout", "float", 2.0, "Seconds one request to the MCU may take.",
-          check=_positive),
+          check=positive),
 )
 
 IGNITION_SCHEMA: tuple[Field, ...] = (
@@ -65,43 +59,43 @@ POWER_SCHEMA: tuple[Field, ...] = (
           check=_voltage),
     Field("sleep_after", "float", 1800,
           "Seconds after the engine stops before the dongle sleeps; 0 never sleeps.",
-          check=_non_negative),
+          check=non_negative),
     Field("low_voltage", "float", 12.2,
           "With the engine off, a battery at or below this (held low_voltage_hold s) "
           "makes the dongle hibernate.", check=_voltage),
     Field("low_voltage_hold", "float", 240, "Seconds the low voltage must last.",
-          check=_non_negative),
+          check=non_negative),
     Field("critical_voltage", "float", 11.8,
           "A battery at or below this (held critical_hold s) shuts the dongle down at once.",
           check=_voltage),
     Field("critical_hold", "float", 10,
           "Seconds the critical voltage must last (longer than an engine crank's dip).",
-          check=_non_negative),
+          check=non_negative),
     Field("wake_triggers", "list[str]", list(WAKE_TRIGGERS),
           "What wakes the dongle from sleep: ignition, voltage_rise, timer.",
           check=check_wake_triggers),
     Field("wake_timer", "float", 21600, "Seconds of sleep before the timer wakes it.",
-          check=_positive),
+          check=positive),
     Field("wake_voltage_rise", "float", 0.5,
           "A rise of the battery voltage by this many volts wakes it (charger, engine start).",
-          check=_positive),
+          check=positive),
     Field("heartbeat_interval", "float", 10, "Seconds between heartbeats to the MCU watchdog.",
-          check=_positive),
+          check=positive),
     Field("watchdog_timeout", "float", 120,
           "Seconds without a heartbeat before the MCU power-cycles the Pi; 0 disarms it.",
-          check=_non_negative),
+          check=non_negative),
     Field("power_off_delay", "float", 30,
           "Seconds the MCU waits after a sleep request before it cuts the power (the Pi "
-          "shuts down meanwhile).", check=_non_negative),
+          "shuts down meanwhile).", check=non_negative),
     Field("flush_timeout", "float", 30,
           "Seconds spent delivering the spool to the master before sleeping.",
-          check=_non_negative),
-    Field("poll_interval", "float", 1, "Seconds between MCU status reads.", check=_positive),
+          check=non_negative),
+    Field("poll_interval", "float", 1, "Seconds between MCU status reads.", check=positive),
     Field("shutdown_command", "list[str]", ["systemctl", "poweroff"],
           "Run to halt the Pi before the MCU cuts its power.", check=_command),
     Field("reboot_command", "list[str]", ["systemctl", "reboot"], "Run by power.reboot.",
           check=_command),
-    Field("history_size", "int", 200, "Transitions kept in power.history.", check=_positive),
+    Field("history_size", "int", 200, "Transitions kept in power.history.", check=positive),
 )
 
 
