@@ -17,7 +17,7 @@ import contextlib
 import os
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,8 @@ class DaemonCallError(Exception):
     """The daemon took the call but the exchange failed (it stopped, a bad frame)."""
 
 
-def socket_path(opts: dict[str, Any] | Any) -> Path:
+def socket_path(opts: Mapping[str, Any]) -> Path:
+    """Where the daemon of this config listens for local calls."""
     return Path(str(opts["sock_dir"])) / SOCKET_NAME
 
 
