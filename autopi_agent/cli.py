@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from autopi_agent.lean import defer_stdlib_openssl
+
+defer_stdlib_openssl()  # before asyncio is imported: see autopi_agent/lean.py
+
 import argparse
 import asyncio
 import json

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import secrets
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives import padding as sym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -58,7 +59,14 @@ class Crypticle:
         iv = secrets.token_bytes(BLOCK)
         encryptor = Cipher(algorithms.AES(self._aes_key), modes.CBC(iv)).encryptor()
         body = iv + encryptor.update(padded) + encryptor.finalize()
-        return body + hmac.digest(self._mac_key, body, hashlib.sha256)
+        return body + self._mac(body)
+
+    def _mac(self, body: bytes) -> bytes:
+        # cryptography's HMAC, not hmac.digest: as fast as OpenSSL's, without making the
+        # agent load the stdlib's OpenSSL binding (autopi_agent/lean.py).
+        mac = crypto_hmac.HMAC(self._mac_key, hashes.SHA256())
+        mac.update(body)
+        return mac.finalize()
 
     def decrypt(self, blob: bytes) -> bytes:
         """Check the MAC in constant time, then decrypt; AuthenticationError if it fails."""
@@ -66,8 +74,7 @@ class Crypticle:
             raise AuthenticationError("message too short to be authentic")
         blob = bytes(blob)
         body, mac = blob[:-MAC_SIZE], blob[-MAC_SIZE:]
-        expected = hmac.digest(self._mac_key, body, hashlib.sha256)
-        if not hmac.compare_digest(expected, mac):
+        if not hmac.compare_digest(self._mac(body), mac):
             raise AuthenticationError("message authentication failed")
         iv, ciphertext = body[:BLOCK], body[BLOCK:]
         if len(ciphertext) % BLOCK:

@@ -3,8 +3,9 @@
 The agent's idle RSS budget only means something next to what the libraries it must use
 cost on their own in the same interpreter: asyncio, pyzmq with the agent's two sockets
 connected, cryptography (RSA, AES, HMAC), msgpack, PyYAML, structlog, and sqlite3 with a
-WAL database open. `autopi-agent serve` minus this figure is what the agent's own code,
-state and threads add.
+WAL database open. The libraries are loaded as the agent loads them, with CPython's own
+OpenSSL binding kept out (autopi_agent/lean.py). `autopi-agent serve` minus this figure is
+what the agent's own code, state and threads add.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from bench.proc import REPO, project_env
 
 # Run in a fresh interpreter (the same one the agent uses); prints its VmRSS in KiB.
 _PROBE = r"""
+from autopi_agent.lean import defer_stdlib_openssl
+defer_stdlib_openssl()
 import asyncio, sqlite3, sys, tempfile
 import msgpack, structlog, yaml, zmq, zmq.asyncio
 from cryptography.hazmat.primitives import hashes, hmac, serialization

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.fleet import Daemon, MasterDaemon, wait_for
 
@@ -143,3 +144,19 @@ def test_events_stream_shows_job_returns(master: MasterDaemon,
     event = json.loads(out.splitlines()[0])
     assert event["tag"].endswith("/ret/car-0001")
     assert event["data"]["return"] == "on the bus"
+
+
+def test_agent_runs_without_the_stdlib_openssl(master: MasterDaemon,
+                                               agent_factory: Callable[..., Daemon]) -> None:
+    """Authenticated and answering, the daemon has not mapped libssl or CPython's _ssl/_hashlib.
+
+    All its cryptography goes through the cryptography package (autopi_agent/lean.py); the
+    stdlib's OpenSSL binding would cost ~4 MiB of RSS for nothing.
+    """
+    agent = agent_factory("car-0001")
+    wait_for(lambda: ping_ok(master), what=f"agent up\n{agent.log_tail()}")
+    assert master.run_json("car-0001", "test.echo", "x" * 5000) == (0, {"car-0001": "x" * 5000})
+    maps = Path(f"/proc/{agent.proc.pid}/maps").read_text()
+    mapped = {line.split()[-1].rsplit("/", 1)[-1] for line in maps.splitlines() if "/" in line}
+    assert not {name for name in mapped if name.startswith(("libssl.so", "_ssl.", "_hashlib."))}
+    assert any(name.startswith("_rust.abi3") for name in mapped)  # cryptography is loaded
