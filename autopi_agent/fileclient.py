@@ -89,6 +89,11 @@ class LocalFileClient:
         return self.roots.find(saltenv, rel)
 
 
+def file_envs(reply: Any) -> list[str]:
+    """The environments in a ``_file_envs`` reply (``["base"]`` if it is not a list)."""
+    return [str(env) for env in reply] if isinstance(reply, list) else ["base"]
+
+
 class RemoteFileClient:
     """State files from the master, cached on disk by hash; lists are remembered per client.
 
@@ -98,10 +103,11 @@ class RemoteFileClient:
     """
 
     def __init__(self, master_call: MasterCall, cachedir: str | Path, *,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, envs: list[str] | None = None) -> None:
         self.master_call = master_call
         self.cachedir = Path(cachedir) / "files"
         self.timeout = timeout
+        self._envs = envs  # the master's answer to _file_envs, when already known
         self._lists: dict[tuple[str, str], list[str]] = {}
         self._fetched: dict[tuple[str, str], Path | None] = {}
         self.downloads = 0
@@ -110,8 +116,9 @@ class RemoteFileClient:
         return self.master_call(load, None, self.timeout)
 
     def envs(self) -> list[str]:
-        reply = self._ask({"cmd": "_file_envs"})
-        return [str(env) for env in reply] if isinstance(reply, list) else ["base"]
+        if self._envs is None:
+            self._envs = file_envs(self._ask({"cmd": "_file_envs"}))
+        return list(self._envs)
 
     def list_files(self, saltenv: str, prefix: str = "") -> list[str]:
         key = (saltenv, prefix)

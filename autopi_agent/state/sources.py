@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from autopi_agent.fileclient import FileClient, LocalFileClient, RemoteFileClient
+from autopi_agent.fileclient import FileClient, LocalFileClient, RemoteFileClient, file_envs
 from autopi_agent.minion.context import AgentContext, WithRetcode
 from autopi_agent.minion.errors import CommandExecutionError, UnknownFunctionError
 from autopi_agent.transport import TransportError
@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # Jinja2 loads only when something is rendered: the agent sta
     from autopi_common.sls.jinja import SaltFunctions
 
 __all__ = ["LocalPillar", "PillarSource", "cached_fileclient", "cached_pillar", "fileclient_for",
-           "functions_for", "local_services", "master_unreachable", "pillar_for", "refresh_pillar",
+           "functions_for", "local_services", "pillar_for", "probe_master", "refresh_pillar",
            "state_files_for"]
 
 log = structlog.get_logger(__name__)
@@ -91,36 +91,40 @@ def cached_fileclient(ctx: AgentContext) -> LocalFileClient | None:
     return LocalFileClient({env: [str(files / env)] for env in envs})
 
 
-def master_unreachable(ctx: AgentContext, timeout: float = PROBE_TIMEOUT_S) -> Exception | None:
-    """Why the master does not answer a file-server request within ``timeout`` seconds,
-    or None when it does."""
+def probe_master(ctx: AgentContext, timeout: float = PROBE_TIMEOUT_S
+                 ) -> tuple[list[str] | None, Exception | None]:
+    """Ask the master's file server for its environments within ``timeout`` seconds:
+    ``(envs, None)`` when it answers, ``(None, why)`` when it cannot be reached."""
     link = ctx.services.get("master")
     authenticated = getattr(link, "authenticated", None)
     if authenticated is not None and not authenticated.is_set():
         # Never ask: the request would wait for the authentication.
-        return TransportError("the agent is not authenticated with the master")
+        return None, TransportError("the agent is not authenticated with the master")
     master_call = ctx.services.get("master_call")
     if master_call is None:
-        return TransportError("the agent has no master link")
+        return None, TransportError("the agent has no master link")
     try:
-        master_call({"cmd": "_file_envs"}, None, timeout)
+        reply = master_call({"cmd": "_file_envs"}, None, timeout)
     except (TransportError, TimeoutError, ProtoError) as err:
         log.warning("state.master_unreachable", error=f"{type(err).__name__}: {err}")
-        return err
-    return None
+        return None, err
+    return file_envs(reply), None
 
 
 def state_files_for(ctx: AgentContext) -> tuple[FileClient, bool]:
     """The state files for one run, and whether they come from the cache because the master
-    cannot be reached (offline highstate). Raises the master's error when nothing is cached."""
+    cannot be reached (offline highstate). Raises the master's error when nothing is cached.
+
+    The reachability probe is the run's ``_file_envs`` request: its answer is handed to the
+    file client, so a highstate does not ask for it again."""
     if ctx.services.get("fileclient") is not None:
         return fileclient_for(ctx), False
     if ctx.services.get("master_call") is None:
         problem: Exception | None = None
     else:
-        problem = master_unreachable(ctx)
+        envs, problem = probe_master(ctx)
         if problem is None:
-            return fileclient_for(ctx), False
+            return fileclient_for(ctx, envs=envs), False
     cached = cached_fileclient(ctx)
     if cached is None:
         if problem is None:
@@ -130,8 +134,9 @@ def state_files_for(ctx: AgentContext) -> tuple[FileClient, bool]:
     return cached, True
 
 
-def fileclient_for(ctx: AgentContext) -> FileClient:
-    """The local file client if one is registered, else a fresh client of the master's files."""
+def fileclient_for(ctx: AgentContext, *, envs: list[str] | None = None) -> FileClient:
+    """The local file client if one is registered, else a fresh client of the master's files
+    (``envs``: the master's environments, when a probe already asked for them)."""
     client = ctx.services.get("fileclient")
     if client is not None:
         return client  # type: ignore[no-any-return]
@@ -140,7 +145,7 @@ def fileclient_for(ctx: AgentContext) -> FileClient:
         raise CommandExecutionError("no state files: this agent has no master link and no "
                                     "local file_roots; use 'autopi-agent call --local "
                                     "--file-root DIR'")
-    return RemoteFileClient(master_call, ctx.opts.get("cachedir", "cache"))
+    return RemoteFileClient(master_call, ctx.opts.get("cachedir", "cache"), envs=envs)
 
 
 def pillar_for(ctx: AgentContext, *, refresh: bool = False,

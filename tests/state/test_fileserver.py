@@ -147,6 +147,8 @@ def test_state_apply_from_the_master_is_idempotent(tmp_path: Path) -> None:
     assert (out / "site.conf").read_text() == "server car-0001 8080\n"
     # top.sls, web/init.sls and the template: one data chunk and the empty end each
     assert sent.count("_serve_file") == 6
+    # The reachability probe is the highstate's only environments request.
+    assert sent.count("_file_envs") == 1
     sent.clear()
     second = state_mod.apply_(ctx)
     assert all(not result["changes"] for result in second.ret.values())
