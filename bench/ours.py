@@ -144,6 +144,10 @@ class OurSide:
             raise BenchError(f"the agent died after start:\n{self.agent.tail()}")
         return procfs.group_rss_mib(self.agent.pid)
 
+    def agent_pss(self) -> float:
+        assert self.agent is not None
+        return procfs.group_pss_mib(self.agent.pid)
+
     def master_pss(self) -> float:
         assert self.master.daemon is not None
         return procfs.group_pss_mib(self.master.daemon.pid)

@@ -93,8 +93,19 @@ def floor_note(floor: Series | None) -> str:
         return "not measured"
     median = statistics.median(floor.values)
     return (f"{median:.1f} MiB (n={len(floor.values)}): asyncio, pyzmq with two sockets, "
-            f"cryptography, msgpack, PyYAML, structlog, sqlite3 in WAL; the budget is "
+            f"cryptography, msgpack, PyYAML, structlog, sqlite3 in WAL, loaded as the agent "
+            f"loads them (no ssl/_hashlib, autopi_agent/lean.py); the budget is "
             f"{median - BUDGETS['rss']:.1f} MiB below it")
+
+
+def pss_note(ours: Series, salt: Series | None) -> str:
+    """Ours and Salt's idle PSS medians, for the reader weighing RSS's shared pages."""
+    if not ours.values:
+        return "not measured"
+    note = f"ours {statistics.median(ours.values):.1f} MiB"
+    if salt is not None and salt.values:
+        note += f", Salt 3008 {statistics.median(salt.values):.1f} MiB"
+    return note
 
 
 def single_rows(our: Figures, salt: Figures | None, obd_loaded: bool,
@@ -118,6 +129,8 @@ def single_rows(our: Figures, salt: Figures | None, obd_loaded: bool,
              "yes: this figure includes it" if obd_loaded else "no",
              "floor: the agent's runtime libraries alone, idle (bench/floor.py)":
              floor_note(floor),
+             "PSS at the same moment (shared library pages divided among their users)":
+             pss_note(pick("agent_pss"), salt_pick("agent_pss")),
              "the agent ran from": agent_from or "the development venv"}),
         Row("Agent start to authenticated (key already accepted)", "ms",
             ms(pick("agent_start")), salt_ms("agent_start"), BUDGETS["start"],

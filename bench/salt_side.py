@@ -146,6 +146,10 @@ class SaltSide:
             raise BenchError(f"salt-minion died after start\n{self.minion.diagnostics()}")
         return procfs.group_rss_mib(self.minion.pid)
 
+    def agent_pss(self) -> float:
+        assert self.minion is not None and self.minion.pid is not None
+        return procfs.group_pss_mib(self.minion.pid)
+
     def master_pss(self) -> float:
         assert self.master is not None and self.master.pid is not None
         return procfs.group_pss_mib(self.master.pid)

@@ -13,7 +13,7 @@ from typing import Protocol
 from bench.proc import BenchError
 from bench.stats import Series
 
-METRICS = ("agent_start", "agent_rss", "master_pss", "cli", "api", "call")
+METRICS = ("agent_start", "agent_rss", "agent_pss", "master_pss", "cli", "api", "call")
 Figures = dict[str, Series]
 
 
@@ -29,6 +29,8 @@ class Side(Protocol):
     def start_agent(self) -> float: ...
 
     def agent_rss(self) -> float: ...
+
+    def agent_pss(self) -> float: ...
 
     def master_pss(self) -> float: ...
 
@@ -117,8 +119,10 @@ def _starts(sampler: Sampler, samples: int, settle: float) -> None:
 
             if sampler.take(side, "agent_start", start, keep=index > 0):
                 sampler.take(side, "agent_rss", side.agent_rss, keep=index > 0)
+                sampler.take(side, "agent_pss", side.agent_pss, keep=index > 0)
     sampler.report("agent_start", 1000, "ms")
     sampler.report("agent_rss", 1, "MiB")
+    sampler.report("agent_pss", 1, "MiB")
 
 
 def _round_trips(sampler: Sampler, metric: str, count: int) -> None:
