@@ -287,6 +287,7 @@ class Subscription:
         self.address = f"tcp://{master_host(opts)}:{port}"
         self.sock.connect(self.address)
         self.connected_at: float | None = None
+        self.up = asyncio.Event()  # set while the handshake with the publisher holds
 
     async def recv(self) -> bytes:
         frames = await self.sock.recv_multipart()
@@ -298,9 +299,11 @@ class Subscription:
             event = parse_monitor_message(await self.monitor.recv_multipart())
             if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.connected_at = time.monotonic()
+                self.up.set()
                 yield "connected"
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 self.connected_at = None
+                self.up.clear()
                 yield "disconnected"
 
     def close(self) -> None:

@@ -198,6 +198,10 @@ class Agent:
             self._spawn(presence.watch_link(self))
             self._sending = self._spawn(self.sender.run())
             self._spawn(presence.announce(self))
+            # Ready means a job published now reaches us: ZeroMQ drops what the master
+            # publishes before the subscription's handshake is done.
+            if not await self._unless_stopped(presence.subscribed(self)):
+                return
             self.ready.set()
             self.mine.start()
             sdnotify.notify(f"STATUS=connected to {self.link.address}")

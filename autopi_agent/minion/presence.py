@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+# How often an agent that authenticated but cannot reach the publisher says so.
+PUBLISHER_WARN_S = 10.0
+
 
 async def announce(agent: Agent) -> None:
     """Tell the master we started and what our grains are (for grain targeting)."""
@@ -33,6 +36,22 @@ async def announce(agent: Agent) -> None:
         with contextlib.suppress(TransportError, AuthenticationError, DecodeError):
             await agent.link.request({"cmd": "_minion_event", "id": agent.minion_id,
                                       "tag": tag, "data": started, "pretag": None}, timeout=30)
+
+
+async def subscribed(agent: Agent, warn_every: float = PUBLISHER_WARN_S) -> None:
+    """Return once the handshake with the master's publisher is done (``watch_link`` reads
+    the link's events); log a warning every ``warn_every`` seconds until then."""
+    sub = agent.sub
+    assert sub is not None
+    waited = 0.0
+    while True:
+        try:
+            await asyncio.wait_for(sub.up.wait(), warn_every)
+            return
+        except TimeoutError:
+            waited += warn_every
+            log.warning("agent.publisher_unreachable", publisher=sub.address, waited_s=waited,
+                        hint="jobs cannot reach this agent until it connects")
 
 
 async def watch_link(agent: Agent) -> None:

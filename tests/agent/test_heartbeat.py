@@ -95,3 +95,47 @@ def test_half_open_link_detected_and_recovered(tmp_path: Path) -> None:
                 await pub_proxy.close()
                 await req_proxy.close()
     asyncio.run(scenario())
+
+
+def test_ready_only_once_the_publisher_handshake_is_done(tmp_path: Path) -> None:
+    """agent.ready means a job published now reaches the agent: while the publisher link
+    cannot complete its handshake the agent is authenticated but not ready (ZeroMQ drops
+    what the master publishes before the handshake), and once ready a job is answered."""
+    import zmq.asyncio
+
+    from autopi_agent.minion.daemon import Agent
+    from tests.inproc import agent_opts
+
+    async def scenario() -> None:
+        async with running_master(tmp_path) as master:
+            pub_proxy = BlackholeProxy(master.opts["publish_port"])
+            await pub_proxy.start()
+            pub_proxy.blackhole = True
+            ctx = zmq.asyncio.Context()
+            with capture_logs() as logs:
+                agent = Agent(agent_opts(tmp_path / "a", master, "car-a",
+                                         publish_port=pub_proxy.port, heartbeat_interval=0.3,
+                                         heartbeat_timeout=1.0),
+                              ctx=ctx, grains={"id": "car-a", "os": "Debian"})
+                task = asyncio.create_task(agent.run())
+                try:
+                    await until(lambda: "car-a" in master.keys.list().get("pending", []))
+                    master.keys.accept("car-a")
+                    await until(lambda: any(e["event"] == "auth.accepted" for e in logs))
+                    await asyncio.sleep(1.5)
+                    assert not agent.ready.is_set()
+                    assert not any(e["event"] == "agent.ready" for e in logs)
+                    pub_proxy.blackhole = False  # the next handshake attempt goes through
+                    await asyncio.wait_for(agent.ready.wait(), 15)
+                    # The subscription follows the handshake; this proxy runs on the test's
+                    # loop, so give it a moment to forward it (a real link carries it at once).
+                    await asyncio.sleep(0.2)
+                    jid, _ = await master.publish("test.ping", [])
+                    await until(lambda: (record := master.jobcache.get_job(jid)) is not None
+                                and bool(record.returns), timeout=5)
+                finally:
+                    agent.stop()
+                    await asyncio.wait_for(task, 10)
+                    ctx.term()
+                    await pub_proxy.close()
+    asyncio.run(scenario())
