@@ -38,6 +38,7 @@ BUILTIN_MODULES: Mapping[str, str] = {
     "event": "autopi_agent.modules.event",
     "state": "autopi_agent.modules.state",
     "pillar": "autopi_agent.modules.pillar",
+    "config": "autopi_agent.modules.config",
     "schedule": "autopi_agent.modules.schedule",
     "obd": "autopi_agent.modules.obd",
     "gpio": "autopi_agent.modules.gpio",
