@@ -20,6 +20,12 @@ __all__ = ["PortBusy", "PortLock"]
 class PortBusy(Exception):
     """Another process holds the port's lock."""
 
+    def advice(self, device: str) -> str:
+        """What a user calling with ``--local`` reads: ``device`` (e.g. "the OBD adapter") is
+        busy, and how to reach it through the daemon instead."""
+        return (f"{device} at {self}; while the agent daemon runs, call without --local (the "
+                "call then runs in the daemon) or send the job from the master")
+
 
 class PortLock:
     """The lock of ``port`` (a device path, a pty, or a ``socket://`` URL) in ``lock_dir``."""

@@ -374,9 +374,7 @@ class ObdOwner:
         try:
             self._lock.acquire()
         except PortBusy as err:
-            raise ObdAdapterBusy(f"the OBD adapter at {err}; while the agent daemon runs, "
-                                 "call without --local (the call then runs in the daemon) "
-                                 "or send the job from the master") from None
+            raise ObdAdapterBusy(err.advice("the OBD adapter")) from None
 
     def _retry_in_background(self) -> None:
         """Look for a lost adapter. The car is only looked for when a request needs it:

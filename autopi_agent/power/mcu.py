@@ -158,9 +158,7 @@ class SerialMcu:
                 try:
                     self._port_lock.acquire()
                 except PortBusy as err:
-                    raise McuError(f"the power MCU at {err}; while the agent daemon runs, "
-                                   "call without --local (the call then runs in the daemon) "
-                                   "or send the job from the master") from None
+                    raise McuError(err.advice("the power MCU")) from None
             try:
                 self._port = self._open_port(self.url, self.baudrate)
             except BaseException:
