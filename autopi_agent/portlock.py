@@ -14,7 +14,13 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["PortBusy", "PortLock"]
+__all__ = ["PortBusy", "PortLock", "lock_dir"]
+
+
+def lock_dir(cachedir: str | Path) -> Path:
+    """Where every process of one agent keeps its port locks: they exclude each other only
+    if they agree on this directory."""
+    return Path(cachedir) / "locks"
 
 
 class PortBusy(Exception):

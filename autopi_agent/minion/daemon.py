@@ -30,6 +30,7 @@ from autopi_agent.minion.schedule_book import ScheduleBook
 from autopi_agent.minion.sender import Sender
 from autopi_agent.minion.vehicle_events import VehicleEvents
 from autopi_agent.obd.settings import ObdSettings
+from autopi_agent.portlock import lock_dir
 from autopi_agent.returners import Returners, extra_names
 from autopi_agent.selfconfig import SelfConfig, guard_trial
 from autopi_agent.spool import Spool
@@ -89,7 +90,7 @@ class Agent:
                                         dtc_interval=self.events.settings.dtc_interval)
             self.obd = ObdOwner(obd_settings, on_connect=self._car_grains,
                                 on_disconnect=self.obd_beacon.disconnected,
-                                lock_dir=Path(opts["cachedir"]) / "locks")
+                                lock_dir=lock_dir(opts["cachedir"]))
             self.context.services["obd"] = self.obd
             self.context.services["obd_beacon"] = self.obd_beacon
         gpio_settings = GpioSettings.from_opts(opts.get("gpio"))

@@ -33,7 +33,6 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from autopi_agent.minion.context import AgentContext, WithRetcode, current_job
@@ -45,6 +44,7 @@ from autopi_agent.obd.monitor import MAX_FRAMES, MAX_SECONDS
 from autopi_agent.obd.owner import ObdOwner
 from autopi_agent.obd.session import Deadline, Session
 from autopi_agent.obd.settings import ObdSettings
+from autopi_agent.portlock import lock_dir
 
 __all__ = ["battery", "clear_dtc", "commands", "dtc", "monitor", "protocol", "query",
            "query_many", "status", "vin"]
@@ -77,8 +77,7 @@ def _owner(ctx: AgentContext) -> Iterator[ObdOwner]:
         raise ObdConfigError("OBD support is off: set obd.port in the agent config "
                              "(such as /dev/serial0 or socket://192.168.0.10:35000)")
     cachedir = ctx.opts.get("cachedir")  # always set by the config loader (absolute)
-    lock_dir = Path(cachedir) / "locks" if cachedir else None
-    owner = ObdOwner(settings, lock_dir=lock_dir).start()
+    owner = ObdOwner(settings, lock_dir=lock_dir(cachedir) if cachedir else None).start()
     try:
         yield owner
     finally:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import structlog
 
 from autopi_agent.minion.clock import Clock, SystemClock
+from autopi_agent.portlock import lock_dir
 from autopi_agent.power.errors import PowerConfigError, PowerError, PowerStateError
 from autopi_agent.power.machine import Emit, EngineGate, PowerDown, PowerMachine, Reading
 from autopi_agent.power.mcu import PowerMcu, SerialMcu
@@ -84,7 +85,7 @@ class PowerManager:
         """The manager the daemon runs, from the agent config's ``power`` section."""
         settings = PowerSettings.from_opts(opts.get("power"))
         mcu = (SerialMcu(settings.mcu_port, settings.mcu_baudrate, settings.mcu_timeout,
-                         lock_dir=Path(opts["cachedir"]) / "locks")
+                         lock_dir=lock_dir(opts["cachedir"]))
                if settings.mcu_port else None)
         store = PowerStore(Path(opts["cachedir"]) / "power", settings.history_size)
         return cls(settings, mcu, store, PowerHooks(stop_loggers, flush, services))
