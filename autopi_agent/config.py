@@ -38,8 +38,6 @@ def check_finger(value: str) -> str | None:
     return "a fingerprint as colon-separated hex pairs (as 'cloud-master key finger' prints)"
 
 
-
-
 def _keysize(value: int) -> str | None:
     return None if value >= 2048 else "a key size of 2048 bits or more"
 

@@ -30,6 +30,7 @@ def non_negative(value: float) -> str | None:
     """A Field check: None when ``value`` >= 0, else what was expected."""
     return None if value >= 0 else "a number 0 or greater"
 
+
 FieldType = Literal[
     "str", "int", "float", "bool", "list", "list[str]", "dict", "path", "port", "str|list[str]"
 ]

@@ -41,7 +41,6 @@ def check_rate_limits(value: Mapping[str, Any]) -> str | None:
     return None
 
 
-
 VEHICLE_EVENTS_SCHEMA: tuple[Field, ...] = (
     Field("enabled", "bool", True, "Send vehicle events (vehicle/<id>/...) to the master."),
     Field("disabled", "list[str]", [],

@@ -42,7 +42,6 @@ def _baudrate(value: int) -> str | None:
     return None if value == 0 or value >= 300 else "0 (detect) or a baud rate such as 38400"
 
 
-
 OBD_SCHEMA: tuple[Field, ...] = (
     Field("port", "str", "",
           "The adapter: a serial device (/dev/serial0 on the dongle, /dev/ttyUSB0), a pty, "

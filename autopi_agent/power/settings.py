@@ -16,8 +16,6 @@ __all__ = ["IGNITION_SOURCES", "POWER_SCHEMA", "PowerSettings", "check_wake_trig
 IGNITION_SOURCES = ("mcu", "gpio", "both", "voltage")
 
 
-
-
 def _voltage(value: float) -> str | None:
     return None if 5.0 <= value <= 30.0 else "a voltage between 5 and 30 V"
 
