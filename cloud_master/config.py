@@ -30,7 +30,6 @@ DEFAULT_CONFIG_PATH = Path("/etc/cloud-master/master.yaml")
 _SHA256_FINGER = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){31}$")
 
 
-
 def _keysize(value: int) -> str | None:
     return None if value >= 2048 else "a key size of 2048 bits or more"
 
